@@ -1,0 +1,1 @@
+"""quietcore.k8s"""

@@ -1,0 +1,1 @@
+"""Knob families: one module per kind of kernel setting (see ``base.KnobFamily``)."""

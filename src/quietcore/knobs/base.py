@@ -1,0 +1,107 @@
+"""The contract every knob family fulfils.
+
+A knob family (one module in ``quietcore.knobs``) knows, for its kind of kernel setting:
+
+1. ``reads(profile)``: which files and fixed commands the one-round-trip bundle must read;
+2. ``desired(ctx)``: the concrete ``Setting`` values a profile asks for on one host;
+3. ``observe(setting, readings, topology)``: what the host actually has for a setting;
+4. ``matches(setting, actual)``: whether that counts as equal (sets, masks, sizes are
+   compared normalised, never as raw text);
+
+and, with the apply capability, the pyinfra operation that converges it. Nothing outside the
+family module knows its file paths or formats; the registry is the only list of families.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from quietcore.profile.cpuset import CpuSet
+from quietcore.profile.schema import Profile
+from quietcore.readings import Readings, ReadSpec
+from quietcore.topology import Topology
+
+Status = Literal["ok", "drift", "missing", "unsupported", "immovable"]
+"""ok: actual equals desired. drift: it differs. missing: the thing the setting lives in
+does not exist on the host (an unknown sysctl, no kubelet config file). unsupported: the host
+cannot have this setting at all (no cpufreq in a VM, no ethtool), with the reason.
+immovable: the kernel owns the value (a managed or per-CPU IRQ), so it is not drift."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One desired value for one stable key, e.g. ``sysctl/net.core.busy_poll`` = ``50``."""
+
+    key: str
+    family: str
+    desired: str  # canonical text form, as ``observe`` reports actual values
+    field: str  # the profile field path it comes from, e.g. ``network.busy_poll_us``
+    source: str | None = None  # ``file:line`` where that field was declared
+    reboot_required: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the host has for a setting. ``status`` forces a verdict (missing, unsupported,
+    immovable) when comparing makes no sense; ``None`` means compare ``actual``."""
+
+    actual: str | None
+    status: Status | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """The concrete CPU sets of a profile on one host."""
+
+    online: CpuSet
+    reserved: CpuSet
+    isolated: CpuSet
+
+
+@dataclass(frozen=True)
+class ResolveContext:
+    """Everything ``desired`` may use: the profile, the host's topology, the resolved CPU
+    sets, and where each profile field was declared."""
+
+    profile: Profile
+    topology: Topology
+    cpus: CpuPlan
+    source_of: Callable[[str], str | None]
+
+    def cpuset(self, spec: str) -> CpuSet:
+        """A symbolic or literal CPU set from the profile, made concrete on this host."""
+        from quietcore.profile.resolve import resolve_cpu_text
+
+        return resolve_cpu_text(spec, self.cpus)
+
+    def setting(
+        self, family: str, key: str, desired: str, field: str, *, reboot: bool = False
+    ) -> Setting:
+        return Setting(
+            key=key,
+            family=family,
+            desired=desired,
+            field=field,
+            source=self.source_of(field),
+            reboot_required=reboot,
+        )
+
+
+class KnobFamily(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def reads(self, profile: Profile) -> ReadSpec: ...
+
+    @abstractmethod
+    def desired(self, ctx: ResolveContext) -> Iterable[Setting]: ...
+
+    @abstractmethod
+    def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation: ...
+
+    def matches(self, setting: Setting, actual: str) -> bool:
+        return setting.desired == actual

@@ -1,0 +1,100 @@
+"""CPU-set algebra in the kernel's two text forms.
+
+The kernel writes CPU sets as *lists* (``0-3,8,10-11``: ``/sys/devices/system/cpu/online``,
+``smp_affinity_list``) and as *masks* (hex, most significant 32-bit group first, groups
+separated by commas: ``/proc/irq/N/smp_affinity``, ``rps_cpus``, workqueue ``cpumask``).
+Everything inside quietcore is a ``frozenset[int]``; these functions are the only place that
+converts, so every comparison happens on sets and ``0-1`` equals ``0,1`` equals mask ``3``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+CpuSet = frozenset[int]
+
+_LIST_ITEM = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$")
+_MASK_GROUP = re.compile(r"^[0-9a-fA-F]{1,8}$")
+# Refuse absurd lists early: no machine has this many CPUs and a typo like "0-99999999"
+# must not allocate a giant set.
+MAX_CPUS = 8192
+
+
+class CpuSetError(ValueError):
+    """A CPU list or mask that the kernel would not accept."""
+
+
+def parse_cpulist(text: str) -> CpuSet:
+    """Parse a kernel CPU list such as ``0-3,8,10-11`` (also ``0-15:2/4`` groups, empty)."""
+    text = text.strip()
+    if text in ("", "(null)"):
+        return frozenset()
+    cpus: set[int] = set()
+    for item in text.split(","):
+        match = _LIST_ITEM.match(item.strip())
+        if not match:
+            raise CpuSetError(f"not a CPU list item: {item!r} in {text!r}")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise CpuSetError(f"reversed CPU range {item!r}: {last} is below {first}")
+        if last >= MAX_CPUS:
+            raise CpuSetError(f"CPU {last} in {item!r} is beyond the {MAX_CPUS}-CPU limit")
+        if match.group(3) is not None:
+            used, group = int(match.group(3)), int(match.group(4))
+            if not 0 < used <= group:
+                raise CpuSetError(f"bad CPU group stride {item!r}")
+            cpus.update(c for c in range(first, last + 1) if (c - first) % group < used)
+        else:
+            cpus.update(range(first, last + 1))
+    return frozenset(cpus)
+
+
+def format_cpulist(cpus: Iterable[int]) -> str:
+    """Format CPUs as the kernel does: ascending, consecutive runs collapsed (``0-3,8``)."""
+    ordered = sorted(set(cpus))
+    runs: list[str] = []
+    index = 0
+    while index < len(ordered):
+        start = end = ordered[index]
+        while index + 1 < len(ordered) and ordered[index + 1] == end + 1:
+            index += 1
+            end = ordered[index]
+        runs.append(str(start) if start == end else f"{start}-{end}")
+        index += 1
+    return ",".join(runs)
+
+
+def parse_cpumask(text: str) -> CpuSet:
+    """Parse a hex CPU mask, with or without the kernel's comma-separated 32-bit groups."""
+    text = text.strip().lower().removeprefix("0x")
+    if not text:
+        raise CpuSetError("empty CPU mask")
+    groups = text.split(",")
+    if any(not _MASK_GROUP.match(group) for group in groups):
+        raise CpuSetError(f"not a hex CPU mask: {text!r}")
+    value = 0
+    for group in groups:
+        value = (value << 32) | int(group, 16)
+    if value.bit_length() > MAX_CPUS:
+        raise CpuSetError(f"CPU mask {text!r} names CPUs beyond the {MAX_CPUS}-CPU limit")
+    return frozenset(bit for bit in range(value.bit_length()) if value >> bit & 1)
+
+
+def format_cpumask(cpus: Iterable[int], width_cpus: int = 32) -> str:
+    """Format CPUs as a kernel mask: 8 hex digits per 32 CPUs, groups joined by commas.
+
+    ``width_cpus`` is the number of possible CPUs on the host, so the mask has as many groups
+    as the kernel prints for it (``00000003`` on a 4-CPU host, ``00000000,00000003`` on 64).
+    """
+    value = 0
+    for cpu in cpus:
+        value |= 1 << cpu
+    groups = max(1, -(-max(width_cpus, value.bit_length()) // 32))
+    return ",".join(f"{(value >> (32 * i)) & 0xFFFFFFFF:08x}" for i in reversed(range(groups)))
+
+
+def complement(cpus: CpuSet, universe: CpuSet) -> CpuSet:
+    """The CPUs of ``universe`` (usually the online CPUs) that are not in ``cpus``."""
+    return universe - cpus

@@ -1,0 +1,397 @@
+"""The profile schema: what a quietcore YAML profile may say, checked before any host is read.
+
+Everything that will ever reach a shell on a host (sysctl keys, kernel arguments, interface
+patterns, file paths) is constrained here by a strict pattern, so no later stage builds a
+command from unvalidated text. CPU sets are kept symbolic (``reserved``, ``rest``, a list)
+because they only become concrete against a host's topology (see ``resolve``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from quietcore.profile.cpuset import CpuSetError, parse_cpulist
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys are errors, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- CPU sets -------------------------------------------------------------------------------
+
+CPU_TOKENS = ("reserved", "isolated", "rest", "all")
+
+
+def _check_cpu_text(value: str) -> str:
+    if value in CPU_TOKENS:
+        return value
+    try:
+        parse_cpulist(value)
+    except CpuSetError as error:
+        raise ValueError(
+            f"{error}; expected a CPU list like '2-7,10' or one of {', '.join(CPU_TOKENS)}"
+        ) from None
+    if not value.strip():
+        raise ValueError("empty CPU list")
+    return value
+
+
+CpuText = Annotated[str, AfterValidator(_check_cpu_text)]
+
+
+class PerNumaNode(Strict):
+    """The first N CPUs (by core, keeping SMT siblings together) of every NUMA node."""
+
+    per_numa_node: int = Field(ge=1, le=256)
+
+
+CpuSpec = CpuText | PerNumaNode
+
+
+# --- Sizes and durations --------------------------------------------------------------------
+
+_SIZE = re.compile(r"^(\d+)([KMG])$")
+_SIZE_FACTORS = {"K": 1, "M": 1024, "G": 1024 * 1024}
+
+
+def size_kib(text: str) -> int:
+    """``2M`` -> 2048, ``1G`` -> 1048576 (kibibytes, as the kernel names hugepage sizes)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"size {text!r} must be a number followed by K, M or G (e.g. 2M, 1G)")
+    return int(match.group(1)) * _SIZE_FACTORS[match.group(2)]
+
+
+def _check_hugepage_size(value: str) -> str:
+    kib = size_kib(value)
+    if kib not in (64, 2048, 32768, 524288, 1048576, 16777216):
+        raise ValueError(f"{value} is not a hugepage size the kernel offers (use 2M or 1G)")
+    return value
+
+
+HugepageSize = Annotated[str, AfterValidator(_check_hugepage_size)]
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
+_DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_seconds(text: str) -> float:
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"duration {text!r} needs a unit: ms, s, m or h (e.g. 60s, 5m)")
+    return float(match.group(1)) * _DURATION_FACTORS[match.group(2)]
+
+
+def _check_duration(value: str) -> str:
+    if duration_seconds(value) <= 0:
+        raise ValueError("duration must be positive")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_check_duration)]
+
+
+# --- Safe text for things that reach a host --------------------------------------------------
+
+_SYSCTL_KEY = re.compile(r"^[a-z0-9_]+(?:\.[a-zA-Z0-9_-]+)+$")
+_SYSCTL_SCALAR = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
+_CMDLINE_ARG = re.compile(r"^[A-Za-z0-9_.-]+(?:=[A-Za-z0-9_.,:/+-]+)?$")
+_IFACE_GLOB = re.compile(r"^[A-Za-z0-9_.*?-]{1,15}$")
+_ABS_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
+_RESERVED_CMDLINE = ("isolcpus", "nohz_full", "rcu_nocbs", "default_hugepagesz")
+
+
+def _check_sysctl_key(key: str) -> str:
+    if not _SYSCTL_KEY.match(key) or ".." in key:
+        raise ValueError(
+            f"sysctl key {key!r} must be dotted words of letters, digits, '_' and '-' "
+            "(e.g. net.core.busy_poll)"
+        )
+    return key
+
+
+SysctlKey = Annotated[str, AfterValidator(_check_sysctl_key)]
+
+
+def _check_sysctl_value(value: int | str | list[int]) -> int | str | list[int]:
+    if isinstance(value, str) and not _SYSCTL_SCALAR.match(value):
+        raise ValueError(f"sysctl value {value!r} may only hold letters, digits and _ . : / + -")
+    return value
+
+
+SysctlValue = Annotated[int | str | list[int], AfterValidator(_check_sysctl_value)]
+
+
+def _check_cmdline_arg(arg: str) -> str:
+    if not _CMDLINE_ARG.match(arg):
+        raise ValueError(
+            f"kernel argument {arg!r} must look like 'name' or 'name=value' "
+            "(letters, digits and _ . , : / + - only)"
+        )
+    if arg.split("=", 1)[0] in _RESERVED_CMDLINE:
+        raise ValueError(
+            f"{arg.split('=', 1)[0]} is derived from cpu.isolation / hugepages; "
+            "declare it there instead of in kernel.cmdline"
+        )
+    return arg
+
+
+CmdlineArg = Annotated[str, AfterValidator(_check_cmdline_arg)]
+
+
+def _check_iface_glob(pattern: str) -> str:
+    if not _IFACE_GLOB.match(pattern):
+        raise ValueError(
+            f"interface pattern {pattern!r} may hold letters, digits, '_', '.', '-', '*', '?' "
+            "and at most 15 characters"
+        )
+    return pattern
+
+
+InterfaceGlob = Annotated[str, AfterValidator(_check_iface_glob)]
+
+
+def _check_abs_path(path: str) -> str:
+    if not _ABS_PATH.match(path) or "/../" in f"{path}/" or "/./" in f"{path}/":
+        raise ValueError(f"{path!r} must be an absolute path of plain names")
+    return path
+
+
+AbsPath = Annotated[str, AfterValidator(_check_abs_path)]
+
+
+# --- Sections ---------------------------------------------------------------------------------
+
+Governor = Literal["performance", "powersave", "schedutil", "ondemand", "conservative"]
+IsolationMethod = Literal["isolcpus", "nohz_full", "rcu_nocbs"]
+IsolcpusFlag = Literal["domain", "managed_irq", "nohz"]
+
+
+class CpuSection(Strict):
+    reserved: CpuSpec | None = None
+    isolated: CpuText | None = None
+    isolation: list[IsolationMethod] = Field(default_factory=list)
+    isolcpus_flags: list[IsolcpusFlag] = Field(default_factory=list)
+    smt: Literal["together", "split"] = "together"
+    governor: Governor | None = None
+    energy_perf_bias: Literal["performance", "balance-performance", "normal", "powersave"] | None = (
+        None
+    )
+    min_perf_pct: int | None = Field(default=None, ge=0, le=100)
+    boost: bool | None = None
+    max_cstate: int | None = Field(default=None, ge=0, le=16)
+
+    @field_validator("isolated")
+    @classmethod
+    def _isolated_is_not_reserved(cls, value: str | None) -> str | None:
+        if value in ("reserved", "isolated", "all"):
+            raise ValueError(f"cpu.isolated cannot be {value!r}; use 'rest' or a CPU list")
+        return value
+
+    @model_validator(mode="after")
+    def _isolation_needs_cpus(self) -> CpuSection:
+        if self.isolation and self.isolated is None:
+            raise ValueError("cpu.isolation is set but cpu.isolated names no CPUs")
+        if self.isolcpus_flags and "isolcpus" not in self.isolation:
+            raise ValueError("cpu.isolcpus_flags needs 'isolcpus' in cpu.isolation")
+        if self.isolated is not None and self.reserved is None:
+            raise ValueError("cpu.isolated needs cpu.reserved (the housekeeping CPUs)")
+        if isinstance(self.reserved, str) and self.reserved in ("reserved", "isolated", "rest"):
+            raise ValueError(f"cpu.reserved cannot be {self.reserved!r}; use a CPU list")
+        return self
+
+
+class IrqSection(Strict):
+    affinity: CpuText | None = None
+    irqbalance: Literal["ban-isolated", "disabled"] | None = None
+
+
+class HugepagePool(Strict):
+    size: HugepageSize
+    count: int = Field(ge=0, le=1_000_000)
+    node: int | None = Field(default=None, ge=0, le=1023)
+
+
+class HugepagesSection(Strict):
+    default_size: HugepageSize | None = None
+    pages: list[HugepagePool] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_pool_per_size_and_node(self) -> HugepagesSection:
+        seen: set[tuple[int, int | None]] = set()
+        for pool in self.pages:
+            ident = (size_kib(pool.size), pool.node)
+            if ident in seen:
+                raise ValueError(f"hugepages of size {pool.size} on node {pool.node} listed twice")
+            seen.add(ident)
+        return self
+
+
+class NumaSection(Strict):
+    balancing: bool | None = None
+
+
+class MemorySection(Strict):
+    thp: Literal["always", "madvise", "never"] | None = None
+    thp_defrag: Literal["always", "defer", "defer+madvise", "madvise", "never"] | None = None
+    swappiness: int | None = Field(default=None, ge=0, le=200)
+    ksm: bool | None = None
+
+
+BufferTriple = Annotated[list[int], Field(min_length=3, max_length=3)]
+
+
+class TcpSection(Strict):
+    rmem: BufferTriple | None = None
+    wmem: BufferTriple | None = None
+    congestion_control: Annotated[str, Field(pattern=r"^[a-z0-9_]{1,16}$")] | None = None
+    fastopen: int | None = Field(default=None, ge=0, le=0x7FF)
+
+    @field_validator("rmem", "wmem")
+    @classmethod
+    def _ascending(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not (0 < value[0] <= value[1] <= value[2]):
+            raise ValueError("buffer triple must be positive and ascending: [min, default, max]")
+        return value
+
+
+class Coalesce(Strict):
+    rx_usecs: int | None = Field(default=None, ge=0)
+    tx_usecs: int | None = Field(default=None, ge=0)
+    rx_frames: int | None = Field(default=None, ge=0)
+    tx_frames: int | None = Field(default=None, ge=0)
+    adaptive_rx: bool | None = None
+    adaptive_tx: bool | None = None
+
+
+class Rings(Strict):
+    rx: int | None = Field(default=None, ge=1)
+    tx: int | None = Field(default=None, ge=1)
+
+
+class InterfaceRule(Strict):
+    match: InterfaceGlob
+    coalesce: Coalesce | None = None
+    rings: Rings | None = None
+    # A number of combined channels, or a CPU set whose size gives that number (TuneD's
+    # realtime profile sets channels to the number of housekeeping CPUs).
+    channels: Annotated[int, Field(ge=1)] | CpuText | None = None
+    rps: CpuText | None = None
+    xps: CpuText | None = None
+
+
+class NetworkSection(Strict):
+    tcp: TcpSection | None = None
+    rmem_max: int | None = Field(default=None, ge=4096)
+    wmem_max: int | None = Field(default=None, ge=4096)
+    busy_poll_us: int | None = Field(default=None, ge=0, le=1_000_000)
+    busy_read_us: int | None = Field(default=None, ge=0, le=1_000_000)
+    netdev_budget: int | None = Field(default=None, ge=1)
+    netdev_budget_usecs: int | None = Field(default=None, ge=1)
+    interfaces: list[InterfaceRule] = Field(default_factory=list)
+
+
+class Watchdogs(Strict):
+    nmi: bool | None = None
+    soft: bool | None = None
+
+
+class KernelSection(Strict):
+    sysctl: dict[SysctlKey, SysctlValue] = Field(default_factory=dict)
+    cmdline: list[CmdlineArg] = Field(default_factory=list)
+    workqueue_mask: CpuText | None = None
+    sched_rt_runtime_us: int | None = Field(default=None, ge=-1)
+    watchdogs: Watchdogs | None = None
+    mce_ignore_ce: bool | None = None
+
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
+ResourceMap = dict[
+    Literal["cpu", "memory", "ephemeral-storage", "pid"],
+    Annotated[str, Field(pattern=_QUANTITY)],
+]
+
+
+class KubeletSection(Strict):
+    config_path: AbsPath = "/var/lib/kubelet/config.yaml"
+    cpu_manager_policy: Literal["none", "static"] | None = None
+    cpu_manager_policy_options: dict[
+        Literal[
+            "full-pcpus-only",
+            "distribute-cpus-across-numa",
+            "align-by-socket",
+            "distribute-cpus-across-cores",
+            "strict-cpu-reservation",
+            "prefer-align-cpus-by-uncorecache",
+        ],
+        Literal["true", "false"],
+    ] = Field(default_factory=dict)
+    topology_manager_policy: (
+        Literal["none", "best-effort", "restricted", "single-numa-node"] | None
+    ) = None
+    topology_manager_scope: Literal["container", "pod"] | None = None
+    memory_manager_policy: Literal["None", "Static"] | None = None
+    reserved_system_cpus: CpuText | None = None
+    system_reserved: ResourceMap = Field(default_factory=dict)
+    kube_reserved: ResourceMap = Field(default_factory=dict)
+
+
+class SystemdSection(Strict):
+    cpu_affinity: CpuText | None = None
+
+
+class ContainersSection(Strict):
+    kubelet: KubeletSection | None = None
+    systemd: SystemdSection | None = None
+
+
+class JitterAccept(Strict):
+    max_us: float | None = Field(default=None, gt=0)
+    p99_us: float | None = Field(default=None, gt=0)
+    p99_9_us: float | None = Field(default=None, gt=0)
+    p99_99_us: float | None = Field(default=None, gt=0)
+    events_over_us: dict[int, int] = Field(default_factory=dict)
+    interrupted_pct: float | None = Field(default=None, ge=0, le=100)
+
+
+class JitterSection(Strict):
+    cpus: CpuText = "isolated"
+    duration: Duration = "60s"
+    threshold_us: float = Field(default=5.0, gt=0, le=1_000_000)
+    accept: JitterAccept = Field(default_factory=JitterAccept)
+
+
+class VerifySection(Strict):
+    jitter: JitterSection | None = None
+
+
+_PROFILE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class Profile(Strict):
+    """A whole, merged profile (after ``extends`` has been applied)."""
+
+    name: Annotated[str, Field(pattern=_PROFILE_NAME)]
+    summary: str | None = None
+    extends: str | None = None
+    cpu: CpuSection = Field(default_factory=CpuSection)
+    irq: IrqSection = Field(default_factory=IrqSection)
+    hugepages: HugepagesSection = Field(default_factory=HugepagesSection)
+    numa: NumaSection = Field(default_factory=NumaSection)
+    memory: MemorySection = Field(default_factory=MemorySection)
+    network: NetworkSection = Field(default_factory=NetworkSection)
+    kernel: KernelSection = Field(default_factory=KernelSection)
+    containers: ContainersSection = Field(default_factory=ContainersSection)
+    verify: VerifySection = Field(default_factory=VerifySection)
