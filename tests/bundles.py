@@ -35,7 +35,7 @@ def _main(argv: list[str]) -> None:
     from quietcore.topology import TOPOLOGY_READS
 
     name, wanted = argv[0], set(argv[1:])
-    profile = load_profile("trading")
+    profile = load_profile("trading").profile
     specs = [TOPOLOGY_READS] + [
         family.reads(profile) for family in FAMILIES if not wanted or family.name in wanted
     ]
