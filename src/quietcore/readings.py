@@ -83,6 +83,14 @@ class Readings:
         return self.commands.get(name)
 
 
+@dataclass(frozen=True)
+class HostRead:
+    host: str
+    readings: Readings | None
+    error: str | None  # why the host could not be read; None when ``readings`` is set
+    elapsed_s: float
+
+
 def parse_bundle_output(lines: list[str]) -> Readings:
     """Parse the bundle's stdout (see module docstring) into ``Readings``."""
     files: dict[str, list[str]] = {}

@@ -1,1 +1,1 @@
-"""quietcore.report"""
+"""Renderers of audit results. Pure: they build text or data; the console layer prints."""

@@ -1,0 +1,3 @@
+from quietcore.cli import main
+
+main()
