@@ -51,7 +51,9 @@ def _load(name_or_path: str) -> LoadedProfile:
         sys.exit(EXIT_BAD_INPUT)
 
 
-def _read(targets: Sequence[str], spec: ReadSpec, parallel: int | None, timeout: int) -> list[HostRead]:
+def _read(
+    targets: Sequence[str], spec: ReadSpec, parallel: int | None, timeout: int
+) -> list[HostRead]:
     try:
         with console.progress("reading hosts") as advance:
             return read_hosts(
@@ -97,22 +99,36 @@ def main(verbose: int) -> None:
                                                     declared vs actual, exit 1 on drift
     """
     level = logging.WARNING - 10 * verbose
-    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s"
+    )
     if verbose < 2:
         logging.getLogger("pyinfra").setLevel(logging.ERROR)
 
 
 @main.command(epilog=TARGETS_HELP)
 @click.option(
-    "-p", "--profile", "profile_name", required=True, metavar="NAME|FILE",
+    "-p",
+    "--profile",
+    "profile_name",
+    required=True,
+    metavar="NAME|FILE",
     help="A built-in profile name (see `quietcore profiles list`) or a profile YAML file.",
 )
 @click.option(
-    "-f", "--format", "output_format", type=click.Choice(["table", "json"]), default="table",
-    show_default=True, help="table for people; json (schema quietcore.verify/v1) for tools.",
+    "-f",
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people; json (schema quietcore.verify/v1) for tools.",
 )
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
     help="Write the report to this file instead of stdout.",
 )
 @click.option("--problems-only", is_flag=True, help="Table: hide settings that are ok.")
@@ -178,7 +194,11 @@ def _emit_tables(audits: Sequence[HostAudit], problems_only: bool, output: Path 
 
 @main.command(epilog=TARGETS_HELP)
 @click.option(
-    "-f", "--format", "output_format", type=click.Choice(["table", "json"]), default="table",
+    "-f",
+    "--format",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
     show_default=True,
 )
 @_fan_out_options
@@ -223,7 +243,10 @@ def profiles_list() -> None:
 @profiles.command("show")
 @click.argument("name", metavar="NAME|FILE")
 @click.option(
-    "--resolved-for", "target", metavar="TARGET", default=None,
+    "--resolved-for",
+    "target",
+    metavar="TARGET",
+    default=None,
     help="Resolve CPU tokens and list the concrete settings for this host (read-only).",
 )
 def profiles_show(name: str, target: str | None) -> None:

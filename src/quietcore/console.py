@@ -6,6 +6,7 @@ stderr. Progress is shown only on a terminal.
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,9 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.markup import escape
 
-_out = Console(highlight=False, soft_wrap=False)
+# Piped output (CI logs, `| less`) gets a wide fixed width so keys stay on one line; COLUMNS
+# still wins when set.
+_out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 _err = Console(stderr=True, highlight=False)
 
 
@@ -54,15 +57,7 @@ def progress(message: str) -> Iterator[Any]:
 
 def render_plain(renderables: list[RenderableType], width: int = 160) -> str:
     """Render to plain text (no colour codes), e.g. for ``-o report.txt``."""
-    plain = Console(width=width, no_color=True, highlight=False, record=True, file=_Discard())
+    plain = Console(width=width, no_color=True, highlight=False, record=True, file=io.StringIO())
     for renderable in renderables:
         plain.print(renderable)
     return plain.export_text()
-
-
-class _Discard:
-    def write(self, _text: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        return None

@@ -13,9 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from pyinfra.api import Config, Inventory, State
+from pyinfra.api.config import Config
 from pyinfra.api.exceptions import ConnectError, PyinfraError
 from pyinfra.api.facts import get_fact
+from pyinfra.api.inventory import Inventory
+from pyinfra.api.state import State
+from pyinfra.context import ctx_state
 
 from quietcore.facts import HostBundle
 from quietcore.readings import HostRead, Readings, ReadSpec
@@ -39,7 +42,9 @@ def inventory_for(targets: Sequence[str]) -> Inventory:
         if target.endswith(".py"):
             if not Path(target).is_file():
                 raise TargetError(f"inventory file {target} does not exist")
-            inventory = make_inventory_from_files(target)
+            # pyinfra executes inventory files inside a state context, as its CLI does.
+            with ctx_state.use(State()):
+                inventory = make_inventory_from_files(target)
             for host in inventory:
                 hosts.setdefault(host.name, host.data.dict())
         else:

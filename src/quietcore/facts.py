@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pyinfra.api import FactBase
+from pyinfra.api.facts import FactBase
 
 from quietcore.readings import MARKER, SAFE_NAME, SAFE_PATH, Readings, ReadSpec, parse_bundle_output
 
@@ -52,7 +52,7 @@ def bundle_script(spec: ReadSpec) -> str:
         parts.append(f"grep -a -s -L '' {paths}")
     for name, shell in spec.commands:
         parts.append(f"echo '{MARKER} cmd {name}'")
-        parts.append(f"( {shell} ) 2>&1 </dev/null; echo \"{MARKER} rc $?\"")
+        parts.append(f'( {shell} ) 2>&1 </dev/null; echo "{MARKER} rc $?"')
     parts.append(f"echo '{MARKER} end'")
     return "\n".join(parts)
 

@@ -31,7 +31,6 @@ class ReadSpec:
     commands: tuple[tuple[str, str], ...] = ()
 
 
-
 class BundleFormatError(ValueError):
     """The host's answer does not follow the bundle protocol (truncated or corrupted)."""
 
@@ -99,6 +98,7 @@ def parse_bundle_output(lines: list[str]) -> Readings:
     command_name: str | None = None
     command_lines: list[str] = []
     finished = False
+    current_path, repeated = "", False
     for line in lines:
         if line.startswith(MARKER + " "):
             words = line.split()
@@ -120,7 +120,12 @@ def parse_bundle_output(lines: list[str]) -> Readings:
             path, sep, content = line.partition(":")
             if not sep:
                 raise BundleFormatError(f"file line without a path: {line!r}")
-            files.setdefault(path, []).append(content)
+            if path != current_path:
+                # Two globs can name one file; grep then prints it twice, in separate runs.
+                current_path = path
+                repeated = path in files
+            if not repeated:
+                files.setdefault(path, []).append(content)
         elif section == "empty":
             if line:
                 files.setdefault(line, [])

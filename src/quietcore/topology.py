@@ -1,13 +1,19 @@
 """A host's hardware layout as the kernel reports it: CPUs, cores, sockets, NUMA nodes, NICs.
 
-Built from one ``Readings`` (procfs/sysfs text brought back by the bundle); no I/O here.
+``TOPOLOGY_READS`` says which procfs/sysfs files the one-round-trip bundle brings back;
+``parse_topology`` builds a ``Topology`` from that ``Readings`` value, with no I/O. Every piece
+may be missing (containers without NICs, offline CPUs, kernels without NUMA): the parser then
+falls back to the kernel's own defaults instead of failing.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from quietcore.profile.cpuset import CpuSet
+from quietcore.profile.cpuset import CpuSet, parse_cpulist
+from quietcore.readings import Readings, ReadSpec
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,7 @@ class Interface:
 class Topology:
     online: CpuSet
     possible_count: int  # how many CPUs the kernel sizes masks for
-    cpus: dict[int, Cpu]
+    cpus: dict[int, Cpu]  # the online CPUs
     nodes: dict[int, NumaNode]
     hugepage_sizes_kib: tuple[int, ...]
     interfaces: dict[str, Interface]
@@ -51,6 +57,8 @@ class Topology:
     flags: frozenset[str]
     hypervisor: str | None  # e.g. "kvm"; None on bare metal
     kernel_release: str
+    # CPUs the hardware has, online or not; empty when unknown (then only ``online`` counts).
+    present: CpuSet = frozenset()
 
     @property
     def smt_active(self) -> bool:
@@ -58,3 +66,309 @@ class Topology:
 
     def node_of(self, cpu: int) -> int:
         return self.cpus[cpu].node
+
+    def cores_of(self, node: int) -> list[CpuSet]:
+        """The online cores of a NUMA node (each the set of its SMT threads), lowest
+        (package, core id) first."""
+        cores: dict[CpuSet, tuple[int, int]] = {}
+        for cpu in self.nodes[node].cpus:
+            info = self.cpus[cpu]
+            cores[info.siblings] = (info.package_id, info.core_id)
+        return sorted(cores, key=lambda core: (cores[core], min(core)))
+
+
+_CPU = "/sys/devices/system/cpu"
+_NODE = "/sys/devices/system/node"
+_NET = "/sys/class/net"
+_CPU_ATTRS = ("core_id", "physical_package_id", "thread_siblings_list")
+_CLOCKSOURCES = "/sys/devices/system/clocksource/clocksource0/available_clocksource"
+
+TOPOLOGY_READS = ReadSpec(
+    files=(
+        f"{_CPU}/online",
+        f"{_CPU}/possible",
+        f"{_CPU}/present",
+        *(f"{_CPU}/cpu[0-9]*/topology/{attr}" for attr in _CPU_ATTRS),
+        f"{_NODE}/node[0-9]*/cpulist",
+        f"{_NODE}/node[0-9]*/meminfo",
+        f"{_NODE}/node[0-9]*/hugepages/hugepages-*kB/nr_hugepages",
+        "/proc/meminfo",
+        "/sys/kernel/mm/hugepages/hugepages-*kB/nr_hugepages",
+        # Every interface has an ifindex: that is how interfaces are listed.
+        f"{_NET}/*/ifindex",
+        f"{_NET}/*/device/uevent",
+        f"{_NET}/*/device/numa_node",
+        f"{_NET}/*/device/msi_irqs/*",
+        # A virtio NIC's device is the virtio function; its PCI transport (one level up)
+        # owns the MSI-X vectors and the NUMA node. Paths keep '..' unresolved: no ':' in them.
+        f"{_NET}/*/device/../numa_node",
+        f"{_NET}/*/device/../msi_irqs/*",
+        # One file that every rx / tx queue directory has, to learn the queue names.
+        f"{_NET}/*/queues/rx-*/rps_flow_cnt",
+        f"{_NET}/*/queues/tx-*/tx_timeout",
+        "/proc/irq/[0-9]*/smp_affinity_list",
+        "/proc/cpuinfo",
+        "/proc/sys/kernel/osrelease",
+        "/sys/hypervisor/type",
+        "/sys/class/dmi/id/sys_vendor",
+        "/sys/class/dmi/id/product_name",
+        _CLOCKSOURCES,
+    )
+)
+
+
+def _matches(readings: Readings, pattern: str) -> Iterator[tuple[re.Match[str], tuple[str, ...]]]:
+    """Every read file whose path fully matches ``pattern``, with its lines."""
+    compiled = re.compile(pattern)
+    for path, lines in sorted(readings.files.items()):
+        match = compiled.fullmatch(path)
+        if match:
+            yield match, lines
+
+
+def _first_int(lines: tuple[str, ...]) -> int | None:
+    try:
+        return int(lines[0].strip()) if lines else None
+    except ValueError:
+        return None
+
+
+def _cpulist(readings: Readings, path: str) -> CpuSet | None:
+    line = readings.first_line(path)
+    return None if line is None else parse_cpulist(line)
+
+
+# --- CPUs -------------------------------------------------------------------------------------
+
+
+def _cpuinfo_block(readings: Readings) -> dict[str, str]:
+    """Key/value pairs of the first processor block of /proc/cpuinfo."""
+    block: dict[str, str] = {}
+    for line in readings.lines("/proc/cpuinfo") or ():
+        if not line.strip():
+            if block:
+                break
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            block.setdefault(key.strip(), value.strip())
+    return block
+
+
+def _cpuinfo_processors(readings: Readings) -> CpuSet:
+    return frozenset(
+        int(value)
+        for key, _, value in (line.partition(":") for line in readings.lines("/proc/cpuinfo") or ())
+        if key.strip() == "processor" and value.strip().isdigit()
+    )
+
+
+def _online(readings: Readings) -> CpuSet:
+    online = _cpulist(readings, f"{_CPU}/online")
+    return online if online is not None else _cpuinfo_processors(readings)
+
+
+def _cpu_attributes(readings: Readings) -> dict[int, dict[str, str]]:
+    attributes: dict[int, dict[str, str]] = {}
+    pattern = rf"{_CPU}/cpu(\d+)/topology/({'|'.join(_CPU_ATTRS)})"
+    for match, lines in _matches(readings, pattern):
+        if lines:
+            attributes.setdefault(int(match.group(1)), {})[match.group(2)] = lines[0].strip()
+    return attributes
+
+
+def _cpus(readings: Readings, online: CpuSet, node_of: dict[int, int]) -> dict[int, Cpu]:
+    """Online CPUs. A CPU without topology files is its own core on package 0, which is what
+    the kernel assumes when it has no topology information either."""
+    attributes = _cpu_attributes(readings)
+    cpus: dict[int, Cpu] = {}
+    for cpu in sorted(online):
+        attrs = attributes.get(cpu, {})
+        siblings_text = attrs.get("thread_siblings_list")
+        siblings = parse_cpulist(siblings_text) & online if siblings_text else frozenset()
+        cpus[cpu] = Cpu(
+            id=cpu,
+            core_id=int(attrs.get("core_id", cpu)),
+            package_id=int(attrs.get("physical_package_id", 0)),
+            node=node_of[cpu],
+            siblings=siblings | {cpu},
+        )
+    return cpus
+
+
+# --- NUMA nodes and hugepages -----------------------------------------------------------------
+
+
+def _mem_total_kib(lines: tuple[str, ...] | None) -> int:
+    """MemTotal from /proc/meminfo (``MemTotal: N kB``) or a node's meminfo
+    (``Node 0 MemTotal: N kB``)."""
+    for line in lines or ():
+        words = line.split()
+        if "MemTotal:" in words:
+            return int(words[words.index("MemTotal:") + 1])
+    return 0
+
+
+def _hugepage_counts(readings: Readings, prefix: str) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for match, lines in _matches(readings, rf"{prefix}/hugepages-(\d+)kB/nr_hugepages"):
+        count = _first_int(lines)
+        if count is not None:
+            counts[int(match.group(1))] = count
+    return counts
+
+
+def _nodes(readings: Readings, online: CpuSet) -> dict[int, NumaNode]:
+    """NUMA nodes with their online CPUs. Without /sys/devices/system/node the kernel has no
+    NUMA: one node 0 holds everything. A CPU no node claims joins the lowest node."""
+    node_ids = sorted(
+        {int(m.group(1)) for m, _ in _matches(readings, rf"{_NODE}/node(\d+)/(?:cpulist|meminfo)")}
+    )
+    if not node_ids:
+        return {
+            0: NumaNode(
+                0,
+                online,
+                _mem_total_kib(readings.lines("/proc/meminfo")),
+                _hugepage_counts(readings, "/sys/kernel/mm/hugepages"),
+            )
+        }
+    cpus_of = {
+        node: (_cpulist(readings, f"{_NODE}/node{node}/cpulist") or frozenset()) & online
+        for node in node_ids
+    }
+    unclaimed = online.difference(*cpus_of.values())
+    cpus_of[node_ids[0]] |= unclaimed
+    return {
+        node: NumaNode(
+            node,
+            cpus_of[node],
+            _mem_total_kib(readings.lines(f"{_NODE}/node{node}/meminfo")),
+            _hugepage_counts(readings, f"{_NODE}/node{node}/hugepages"),
+        )
+        for node in node_ids
+    }
+
+
+# --- Network interfaces and IRQs --------------------------------------------------------------
+
+
+def _uevent(lines: tuple[str, ...] | None) -> dict[str, str]:
+    return dict(line.partition("=")[::2] for line in lines or () if "=" in line)
+
+
+def _msi_irqs(readings: Readings, device: str) -> tuple[int, ...]:
+    pattern = rf"{re.escape(device)}/msi_irqs/(\d+)"
+    return tuple(sorted(int(m.group(1)) for m, _ in _matches(readings, pattern)))
+
+
+def _queue_count(readings: Readings, name: str, kind: str, file: str) -> int:
+    pattern = rf"{_NET}/{re.escape(name)}/queues/{kind}-(\d+)/{file}"
+    return len({m.group(1) for m, _ in _matches(readings, pattern)})
+
+
+def _interface(readings: Readings, name: str) -> Interface:
+    device = f"{_NET}/{name}/device"
+    uevent = _uevent(readings.lines(f"{device}/uevent"))
+    # virtio is a transport on top of a PCI function: that function has the vectors and node.
+    if uevent.get("MODALIAS", "").startswith("virtio:"):
+        device = f"{device}/.."
+    node = _first_int(readings.lines(f"{device}/numa_node") or ())
+    return Interface(
+        name=name,
+        driver=uevent.get("DRIVER") or None,
+        numa_node=None if node is None or node < 0 else node,
+        irqs=_msi_irqs(readings, device),
+        rx_queues=_queue_count(readings, name, "rx", "rps_flow_cnt"),
+        tx_queues=_queue_count(readings, name, "tx", "tx_timeout"),
+    )
+
+
+def _interfaces(readings: Readings) -> dict[str, Interface]:
+    names = [m.group(1) for m, _ in _matches(readings, rf"{_NET}/([^/]+)/ifindex")]
+    return {name: _interface(readings, name) for name in names}
+
+
+def _irqs(readings: Readings) -> tuple[int, ...]:
+    pattern = r"/proc/irq/(\d+)/smp_affinity_list"
+    return tuple(sorted(int(m.group(1)) for m, _ in _matches(readings, pattern)))
+
+
+# --- Hypervisor -------------------------------------------------------------------------------
+
+# DMI vendor / product prefixes of virtual machines, after systemd's detect-virt table.
+_DMI_HYPERVISORS = (
+    ("KVM", "kvm"),
+    ("OpenStack", "kvm"),
+    ("KubeVirt", "kvm"),
+    ("Amazon EC2", "kvm"),
+    ("Google Compute Engine", "kvm"),
+    ("QEMU", "qemu"),
+    ("VMware", "vmware"),
+    ("VMW", "vmware"),
+    ("innotek GmbH", "oracle"),
+    ("VirtualBox", "oracle"),
+    ("Xen", "xen"),
+    ("Bochs", "bochs"),
+    ("Parallels", "parallels"),
+    ("BHYVE", "bhyve"),
+    ("Hyper-V", "microsoft"),
+    ("Apple Virtualization", "apple"),
+)
+# Paravirtual clock sources only a guest of that hypervisor offers.
+_CLOCKSOURCE_HYPERVISORS = (
+    ("kvm-clock", "kvm"),
+    ("hyperv_clocksource_tsc_page", "microsoft"),
+    ("xen", "xen"),
+)
+
+
+def _hypervisor_named(readings: Readings) -> str | None:
+    xen = readings.first_line("/sys/hypervisor/type")
+    if xen:
+        return xen
+    for path in ("/sys/class/dmi/id/sys_vendor", "/sys/class/dmi/id/product_name"):
+        text = readings.first_line(path) or ""
+        for prefix, name in _DMI_HYPERVISORS:
+            if text.startswith(prefix):
+                return name
+    clocksources = (readings.first_line(_CLOCKSOURCES) or "").split()
+    return next((name for source, name in _CLOCKSOURCE_HYPERVISORS if source in clocksources), None)
+
+
+def _hypervisor(readings: Readings, cpuinfo: dict[str, str], flags: frozenset[str]) -> str | None:
+    """On x86 the CPU's ``hypervisor`` flag decides whether this is a guest (bare-metal cloud
+    hosts keep their cloud's DMI vendor); elsewhere only the named evidence counts."""
+    named = _hypervisor_named(readings)
+    if "flags" in cpuinfo:
+        if "hypervisor" not in flags:
+            return None
+        return named or "unknown hypervisor"
+    return named
+
+
+# --- The whole host ---------------------------------------------------------------------------
+
+
+def parse_topology(readings: Readings) -> Topology:
+    online = _online(readings)
+    possible = _cpulist(readings, f"{_CPU}/possible") or online
+    nodes = _nodes(readings, online)
+    node_of = {cpu: node.id for node in nodes.values() for cpu in node.cpus}
+    cpuinfo = _cpuinfo_block(readings)
+    flags = frozenset((cpuinfo.get("flags") or cpuinfo.get("Features") or "").split())
+    model = cpuinfo.get("model name") or cpuinfo.get("cpu model") or cpuinfo.get("cpu") or ""
+    return Topology(
+        online=online,
+        possible_count=max(possible, default=-1) + 1,
+        cpus=_cpus(readings, online, node_of),
+        nodes=nodes,
+        hugepage_sizes_kib=tuple(sorted(_hugepage_counts(readings, "/sys/kernel/mm/hugepages"))),
+        interfaces=_interfaces(readings),
+        irqs=_irqs(readings),
+        model=model,
+        flags=flags,
+        hypervisor=_hypervisor(readings, cpuinfo, flags),
+        kernel_release=readings.first_line("/proc/sys/kernel/osrelease") or "",
+        present=_cpulist(readings, f"{_CPU}/present") or frozenset(),
+    )

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import run_cli
 
 BAD = Path(__file__).parents[1] / "data" / "bad_profiles"
-WHERE = re.compile(r"error: \S+\.ya?ml:\d+: [\w.-]+: ")
+WHERE = re.compile(r"error: \S+\.ya?ml:\d+: (?:[\w.-]+|\(profile\)): ")
 
 
 class CountingListener:

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -48,8 +49,8 @@ def restore_knobs(root_only: None) -> Iterator[None]:
         Path(path).write_text(value)
 
 
-def _by_key(document: dict[str, object]) -> dict[str, dict[str, object]]:
-    [host] = document["hosts"]  # type: ignore[index]
+def _by_key(document: dict[str, Any]) -> dict[str, dict[str, object]]:
+    [host] = document["hosts"]
     return {setting["key"]: setting for setting in host["settings"]}
 
 

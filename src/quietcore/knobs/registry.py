@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 from quietcore.knobs.base import KnobFamily
+from quietcore.knobs.cmdline import CmdlineKnob
+from quietcore.knobs.cpu import CpuKnob
+from quietcore.knobs.hugepages import HugepagesKnob
+from quietcore.knobs.irq import IrqKnob
+from quietcore.knobs.irqbalance import IrqbalanceKnob
+from quietcore.knobs.kubelet import KubeletKnob
+from quietcore.knobs.machinecheck import MachinecheckKnob
+from quietcore.knobs.nic import NicKnob
+from quietcore.knobs.sysctl import SysctlKnob
+from quietcore.knobs.systemd import SystemdKnob
+from quietcore.knobs.vm import VmKnob
+from quietcore.knobs.workqueue import WorkqueueKnob
 
-FAMILIES: tuple[KnobFamily, ...] = ()
+FAMILIES: tuple[KnobFamily, ...] = (
+    SysctlKnob(),
+    VmKnob(),
+    CmdlineKnob(),
+    HugepagesKnob(),
+    WorkqueueKnob(),
+    MachinecheckKnob(),
+    IrqKnob(),
+    IrqbalanceKnob(),
+    CpuKnob(),
+    NicKnob(),
+    SystemdKnob(),
+    KubeletKnob(),
+)
 
 
 def family(name: str) -> KnobFamily:

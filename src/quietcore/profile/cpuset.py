@@ -83,16 +83,22 @@ def parse_cpumask(text: str) -> CpuSet:
 
 
 def format_cpumask(cpus: Iterable[int], width_cpus: int = 32) -> str:
-    """Format CPUs as a kernel mask: 8 hex digits per 32 CPUs, groups joined by commas.
+    """Format CPUs as the kernel prints a mask of ``width_cpus`` bits (``%*pb``): 32-bit groups
+    of 8 hex digits joined by commas, most significant first, the leading group only as wide
+    as the bits it holds.
 
-    ``width_cpus`` is the number of possible CPUs on the host, so the mask has as many groups
-    as the kernel prints for it (``00000003`` on a 4-CPU host, ``00000000,00000003`` on 64).
+    ``width_cpus`` is the host's possible CPU count (``nr_cpu_ids``), so the text equals what
+    the kernel shows: ``3`` on a 2-CPU host, ``0000000f`` on 32, ``00,00000003`` on 40.
     """
     value = 0
     for cpu in cpus:
         value |= 1 << cpu
-    groups = max(1, -(-max(width_cpus, value.bit_length()) // 32))
-    return ",".join(f"{(value >> (32 * i)) & 0xFFFFFFFF:08x}" for i in reversed(range(groups)))
+    bits = max(width_cpus, value.bit_length(), 1)
+    groups = -(-bits // 32)
+    lead_digits = -(-(bits % 32 or 32) // 4)
+    text = [f"{(value >> (32 * i)) & 0xFFFFFFFF:08x}" for i in reversed(range(groups))]
+    text[0] = text[0][8 - lead_digits :]
+    return ",".join(text)
 
 
 def complement(cpus: CpuSet, universe: CpuSet) -> CpuSet:

@@ -9,11 +9,12 @@ because they only become concrete against a host's topology (see ``resolve``).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -62,6 +63,13 @@ CpuSpec = CpuText | PerNumaNode
 
 # --- Sizes and durations --------------------------------------------------------------------
 
+
+def _number_as_text(value: Any) -> Any:
+    # YAML reads `60` and `2048` as numbers; turning them into text lets the unit check say
+    # "needs a unit" instead of a bare type error.
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 _SIZE = re.compile(r"^(\d+)([KMG])$")
 _SIZE_FACTORS = {"K": 1, "M": 1024, "G": 1024 * 1024}
 
@@ -81,7 +89,9 @@ def _check_hugepage_size(value: str) -> str:
     return value
 
 
-HugepageSize = Annotated[str, AfterValidator(_check_hugepage_size)]
+HugepageSize = Annotated[
+    str, BeforeValidator(_number_as_text), AfterValidator(_check_hugepage_size)
+]
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _DURATION_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -100,14 +110,15 @@ def _check_duration(value: str) -> str:
     return value
 
 
-Duration = Annotated[str, AfterValidator(_check_duration)]
+Duration = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_duration)]
 
 
 # --- Safe text for things that reach a host --------------------------------------------------
 
 _SYSCTL_KEY = re.compile(r"^[a-z0-9_]+(?:\.[a-zA-Z0-9_-]+)+$")
 _SYSCTL_SCALAR = re.compile(r"^[A-Za-z0-9_.:/+-]{1,128}$")
-_CMDLINE_ARG = re.compile(r"^[A-Za-z0-9_.-]+(?:=[A-Za-z0-9_.,:/+-]+)?$")
+# No leading '-': a bare "--" would hand every later argument to init instead of the kernel.
+_CMDLINE_ARG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?:=[A-Za-z0-9_.,:/+-]+)?$")
 _IFACE_GLOB = re.compile(r"^[A-Za-z0-9_.*?-]{1,15}$")
 _ABS_PATH = re.compile(r"^(/[A-Za-z0-9_.-]+)+$")
 _RESERVED_CMDLINE = ("isolcpus", "nohz_full", "rcu_nocbs", "default_hugepagesz")
@@ -186,9 +197,9 @@ class CpuSection(Strict):
     isolcpus_flags: list[IsolcpusFlag] = Field(default_factory=list)
     smt: Literal["together", "split"] = "together"
     governor: Governor | None = None
-    energy_perf_bias: Literal["performance", "balance-performance", "normal", "powersave"] | None = (
-        None
-    )
+    energy_perf_bias: (
+        Literal["performance", "balance-performance", "normal", "powersave"] | None
+    ) = None
     min_perf_pct: int | None = Field(default=None, ge=0, le=100)
     boost: bool | None = None
     max_cstate: int | None = Field(default=None, ge=0, le=16)

@@ -39,9 +39,7 @@ def builtin_table(builtins: Sequence[BuiltinProfile]) -> RenderableType:
 
 
 def resolved_table(loaded: LoadedProfile, audit: HostAudit) -> RenderableType:
-    heading = Text.assemble(
-        (f"{loaded.profile.name}", "bold"), f" resolved for {audit.host}"
-    )
+    heading = Text.assemble((f"{loaded.profile.name}", "bold"), f" resolved for {audit.host}")
     lines: list[RenderableType] = [heading]
     if audit.topology is not None:
         lines.append(Text(f"online CPUs     {format_cpulist(audit.topology.online)}"))

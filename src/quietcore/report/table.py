@@ -38,20 +38,20 @@ def host_table(audit: HostAudit, *, problems_only: bool = False) -> RenderableTy
     if audit.error:
         return Group(heading, Text(audit.error, style=STATUS_STYLE.get(audit.status, "")))
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("key", "desired", "actual", "status", "note"):
+    table.add_column("key", no_wrap=True)
+    # "boot": the value only takes effect at boot (kernel command line and its effects).
+    for column in ("desired", "actual", "status", "boot", "note"):
         table.add_column(column, overflow="fold")
     for result in audit.results:
         if problems_only and result.status in ("ok", "immovable"):
             continue
-        note = result.reason
-        if result.status == "drift" and result.setting.reboot_required:
-            note = "; ".join(filter(None, [note, "takes effect after a reboot"]))
         table.add_row(
             result.setting.key,
             result.setting.desired,
             ABSENT if result.actual is None else result.actual,
             _status(result.status),
-            note,
+            "yes" if result.setting.reboot_required else "",
+            result.reason,
         )
     counts = count_statuses(audit.results)
     summary = ", ".join(f"{counts[status]} {status}" for status in STATUS_ORDER if counts[status])

@@ -1,0 +1,127 @@
+"""Hugepage pools, per NUMA node or host-wide, and the boot-time default hugepage size.
+
+Keys: ``hugepages/node<N>/<size>kB`` (``/sys/devices/system/node/nodeN/hugepages/...``),
+``hugepages/<size>kB`` (``/sys/kernel/mm/hugepages/...``, the sum over all nodes) and
+``hugepages/default_size`` (``Hugepagesize:`` in ``/proc/meminfo``; it follows
+``default_hugepagesz=`` on the kernel command line, so it changes only at boot).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.profile.schema import Profile, size_kib
+from quietcore.readings import Readings, ReadSpec
+from quietcore.topology import Topology
+
+# The same globs as topology.TOPOLOGY_READS, so the bundle reads each file once.
+HOST_POOLS = "/sys/kernel/mm/hugepages/hugepages-*kB/nr_hugepages"
+NODE_POOLS = "/sys/devices/system/node/node[0-9]*/hugepages/hugepages-*kB/nr_hugepages"
+MEMINFO = "/proc/meminfo"
+DEFAULT_SIZE_KEY = "hugepages/default_size"
+
+_POOL_KEY = re.compile(r"^hugepages/(?:node(\d+)/)?(\d+)kB$")
+_POOL_SIZE = re.compile(r"/hugepages-(\d+)kB/")
+_MEMINFO_DEFAULT = re.compile(r"^Hugepagesize:\s*(\d+)\s*kB$")
+
+
+def host_pool_path(kib: int) -> str:
+    return f"/sys/kernel/mm/hugepages/hugepages-{kib}kB/nr_hugepages"
+
+
+def node_pool_path(node: int, kib: int) -> str:
+    return f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/nr_hugepages"
+
+
+def pool_key(kib: int, node: int | None) -> str:
+    return f"hugepages/{kib}kB" if node is None else f"hugepages/node{node}/{kib}kB"
+
+
+def format_size_kib(kib: int) -> str:
+    """1048576 -> ``1G``, 2048 -> ``2M``, 64 -> ``64K``: the largest exact unit."""
+    for unit, factor in (("G", 1024 * 1024), ("M", 1024)):
+        if kib % factor == 0:
+            return f"{kib // factor}{unit}"
+    return f"{kib}K"
+
+
+def default_size_kib(meminfo: Iterable[str]) -> int | None:
+    """The ``Hugepagesize:`` of ``/proc/meminfo``; ``None`` without hugetlbfs."""
+    for line in meminfo:
+        match = _MEMINFO_DEFAULT.match(line.strip())
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def offered_sizes_kib(readings: Readings) -> list[int]:
+    """The hugepage sizes the host's kernel offers, from its host-wide pool files."""
+    found = (_POOL_SIZE.search(path) for path in readings.glob(HOST_POOLS))
+    return sorted(int(match.group(1)) for match in found if match)
+
+
+class HugepagesKnob(KnobFamily):
+    name = "hugepages"
+
+    def reads(self, profile: Profile) -> ReadSpec:
+        section = profile.hugepages
+        files = [HOST_POOLS] if section.pages else []
+        if any(pool.node is not None for pool in section.pages):
+            files.append(NODE_POOLS)
+        if section.default_size is not None:
+            files.append(MEMINFO)
+        return ReadSpec(files=tuple(files))
+
+    def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
+        # Sizes, nodes and memory are checked by resolve before any family runs.
+        from quietcore.profile.resolve import ResolveError  # resolve imports the registry
+
+        section = ctx.profile.hugepages
+        host_wide = {size_kib(pool.size) for pool in section.pages if pool.node is None}
+        for index, pool in enumerate(section.pages):
+            field, kib = f"hugepages.pages.{index}", size_kib(pool.size)
+            if pool.node is not None and kib in host_wide:
+                # Writing the host-wide count redistributes pages over the nodes, so the two
+                # declarations would undo each other.
+                raise ResolveError(
+                    field,
+                    f"{pool.size} pages are declared both for node {pool.node} and for the "
+                    "whole host; declare either per-node pools or one host-wide count",
+                )
+            key = pool_key(kib, pool.node)
+            yield ctx.setting(self.name, key, str(pool.count), f"{field}.count")
+        if section.default_size is not None:
+            size = format_size_kib(size_kib(section.default_size))
+            yield ctx.setting(
+                self.name, DEFAULT_SIZE_KEY, size, "hugepages.default_size", reboot=True
+            )
+
+    def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
+        if setting.key == DEFAULT_SIZE_KEY:
+            kib = default_size_kib(readings.lines(MEMINFO) or ())
+            if kib is None:
+                return Observation(None, "unsupported", "kernel built without hugetlbfs")
+            return Observation(format_size_kib(kib))
+        match = _POOL_KEY.match(setting.key)
+        if match is None:
+            raise ValueError(f"not a hugepages key: {setting.key!r}")
+        node = None if match.group(1) is None else int(match.group(1))
+        kib = int(match.group(2))
+        offered = offered_sizes_kib(readings)
+        if kib not in offered:
+            sizes = ", ".join(format_size_kib(size) for size in offered) or "none"
+            return Observation(
+                None,
+                "unsupported",
+                f"this host offers no {format_size_kib(kib)} hugepages (offered: {sizes})",
+            )
+        if node is None:
+            return Observation(readings.first_line(host_pool_path(kib)))
+        count = readings.first_line(node_pool_path(node, kib))
+        if count is None:
+            return Observation(
+                None, "missing", f"NUMA node {node} has no {format_size_kib(kib)} hugepage pool"
+            )
+        return Observation(count)

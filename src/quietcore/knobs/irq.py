@@ -1,0 +1,126 @@
+"""Where the kernel delivers interrupts: ``irq.affinity`` (a CPU spec, usually ``reserved``).
+
+Keys: ``irq/default_smp_affinity`` (the mask a newly requested IRQ starts with) and, for every
+numbered IRQ of the host, ``irq/<N>/smp_affinity_list`` (the CPUs the IRQ may go to: must equal
+the declared set) and ``irq/<N>/effective_affinity_list`` (where the interrupt controller really
+delivers it: the kernel picks one or more CPUs of the allowed set, so it must be a subset).
+
+Some IRQs are not the user's to move, and are reported ``immovable`` instead of drift: per-CPU
+IRQs, managed IRQs (the kernel spreads the queue vectors of NVMe drives and multi-queue NICs
+over the CPUs itself) and IRQs their driver marks no-balancing. The kernel names these flags in
+debugfs (``/sys/kernel/debug/irq/irqs/N``, CONFIG_GENERIC_IRQ_DEBUGFS, root only); without it
+only x86's legacy timer and cascade IRQs (0 and 2) are known to be fixed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.profile.cpuset import format_cpulist, parse_cpulist, parse_cpumask
+from quietcore.profile.schema import Profile
+from quietcore.readings import Readings, ReadSpec
+from quietcore.topology import Topology
+
+FIELD = "irq.affinity"
+DEFAULT_KEY = "irq/default_smp_affinity"
+DEFAULT_AFFINITY = "/proc/irq/default_smp_affinity"
+ALLOWED = "smp_affinity_list"
+EFFECTIVE = "effective_affinity_list"
+DEBUG_IRQS = "/sys/kernel/debug/irq/irqs"
+
+# dstate flags of kernel/irq/debugfs.c (printed one per line under ``dstate:``) that mean the
+# kernel, not the administrator, decides where the IRQ goes.
+KERNEL_OWNED_FLAGS = {
+    "IRQD_PER_CPU": "a per-CPU IRQ: each CPU has its own",
+    "IRQD_AFFINITY_MANAGED": "a managed IRQ: the kernel spreads its vectors over the CPUs",
+    "IRQD_NO_BALANCING": "its driver marks it no-balancing",
+}
+LEGACY_IRQS = {0: "timer", 2: "cascade"}
+NO_DEBUGFS = (
+    "without debugfs (/sys/kernel/debug/irq) managed IRQs, which the kernel does not let "
+    "anyone move, cannot be told apart from movable ones"
+)
+
+
+def irq_file(irq: int, name: str) -> str:
+    return f"/proc/irq/{irq}/{name}"
+
+
+def _parse_key(key: str) -> tuple[int, str]:
+    """``irq/45/smp_affinity_list`` -> (45, ``smp_affinity_list``)."""
+    _, irq, name = key.split("/")
+    return int(irq), name
+
+
+def kernel_owned(irq: int, readings: Readings) -> str | None:
+    """Why the kernel will not let ``irq`` be moved, or ``None`` when it may be moved."""
+    lines = readings.lines(f"{DEBUG_IRQS}/{irq}")
+    if lines is not None:
+        flags = {line.strip() for line in lines}
+        for flag, why in KERNEL_OWNED_FLAGS.items():
+            if flag in flags:
+                return f"{why} ({flag})"
+        return None
+    if irq in LEGACY_IRQS:
+        return f"IRQ {irq} is x86's legacy {LEGACY_IRQS[irq]} IRQ, which stays put; {NO_DEBUGFS}"
+    return None
+
+
+class IrqKnob(KnobFamily):
+    name = "irq"
+
+    def reads(self, profile: Profile) -> ReadSpec:
+        if profile.irq.affinity is None:
+            return ReadSpec()
+        return ReadSpec(
+            files=(
+                DEFAULT_AFFINITY,
+                f"/proc/irq/[0-9]*/{ALLOWED}",
+                f"/proc/irq/[0-9]*/{EFFECTIVE}",
+                f"{DEBUG_IRQS}/[0-9]*",
+            )
+        )
+
+    def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
+        spec = ctx.profile.irq.affinity
+        if spec is None:
+            return
+        cpus = format_cpulist(ctx.cpuset(spec))
+        yield ctx.setting(self.name, DEFAULT_KEY, cpus, FIELD)
+        for irq in ctx.topology.irqs:
+            for name in (ALLOWED, EFFECTIVE):
+                yield ctx.setting(self.name, f"{self.name}/{irq}/{name}", cpus, FIELD)
+
+    def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
+        if setting.key == DEFAULT_KEY:
+            mask = readings.first_line(DEFAULT_AFFINITY)
+            if mask is None:
+                return Observation(None, "unsupported", "kernel without SMP IRQ affinity")
+            return Observation(format_cpulist(parse_cpumask(mask)))
+        irq, name = _parse_key(setting.key)
+        text = readings.first_line(irq_file(irq, name))
+        if text is None:
+            if readings.first_line(irq_file(irq, ALLOWED)) is not None:
+                return Observation(
+                    None,
+                    "unsupported",
+                    "this kernel does not report effective affinity (no "
+                    "CONFIG_GENERIC_IRQ_EFFECTIVE_AFF_MASK); smp_affinity_list is checked alone",
+                )
+            return Observation(None, "missing", f"IRQ {irq} no longer exists on this host")
+        actual = format_cpulist(parse_cpulist(text))
+        owned = kernel_owned(irq, readings)
+        if owned is not None:
+            return Observation(actual, "immovable", owned)
+        debugfs_read = readings.lines(f"{DEBUG_IRQS}/{irq}") is not None
+        if not debugfs_read and not self.matches(setting, actual):
+            return Observation(actual, reason=NO_DEBUGFS)
+        return Observation(actual)
+
+    def matches(self, setting: Setting, actual: str) -> bool:
+        desired, got = parse_cpulist(setting.desired), parse_cpulist(actual)
+        if setting.key.endswith(f"/{EFFECTIVE}"):
+            # The kernel delivers to one CPU (or a few) of the allowed set.
+            return got <= desired
+        return got == desired

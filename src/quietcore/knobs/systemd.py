@@ -1,0 +1,124 @@
+"""The CPUs systemd runs itself and every service on: ``containers.systemd.cpu_affinity``.
+
+Keys: ``systemd/CPUAffinity``, the configured value, and ``systemd/pid1_cpus_allowed``, its
+effect: ``Cpus_allowed_list`` of PID 1, which systemd sets at boot (reboot required).
+
+The configuration is read as systemd-system.conf(5) defines it: the main file
+(``/etc/systemd/system.conf``, or the first of ``/run``, ``/usr/local/lib``, ``/usr/lib``),
+then the ``system.conf.d/*.conf`` drop-ins of all four directories sorted by file name (a name
+in ``/etc`` hides the same name in ``/run``, which hides ``/usr/local/lib`` and ``/usr/lib``).
+``CPUAffinity=`` lists CPUs or ranges separated by spaces or commas; assignments *merge*, and
+an empty assignment resets what came before. Not set at all means every CPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
+from quietcore.profile.schema import Profile
+from quietcore.readings import Readings, ReadSpec
+from quietcore.topology import Topology
+
+FIELD = "containers.systemd.cpu_affinity"
+CONFIG_KEY = "systemd/CPUAffinity"
+EFFECT_KEY = "systemd/pid1_cpus_allowed"
+# Highest precedence first, as systemd-system.conf(5) orders them.
+CONFIG_DIRS = ("/etc/systemd", "/run/systemd", "/usr/local/lib/systemd", "/usr/lib/systemd")
+MAIN_FILES = tuple(f"{directory}/system.conf" for directory in CONFIG_DIRS)
+DROP_IN_GLOBS = tuple(f"{directory}/system.conf.d/*.conf" for directory in CONFIG_DIRS)
+PID1_STATUS = "/proc/1/status"
+PID1_COMM = "/proc/1/comm"
+
+
+def configuration_files(readings: Readings) -> list[tuple[str, tuple[str, ...]]]:
+    """(path, lines) of the files systemd reads, in the order it applies them."""
+    mains = [(path, lines) for path in MAIN_FILES if (lines := readings.lines(path)) is not None]
+    files = mains[:1]  # the first main file found is the only one read
+    drop_ins: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for pattern in reversed(DROP_IN_GLOBS):  # lowest precedence first: later ones replace
+        for path, lines in readings.glob(pattern).items():
+            drop_ins[PurePosixPath(path).name] = (path, lines)
+    return files + [drop_ins[name] for name in sorted(drop_ins)]
+
+
+def manager_assignments(lines: Iterable[str], name: str) -> list[str]:
+    """Every value assigned to ``name`` in the ``[Manager]`` section, in order."""
+    values: list[str] = []
+    section = ""
+    for raw in lines:
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+        elif section == "Manager" and line.partition("=")[0].strip() == name:
+            values.append(line.partition("=")[2].strip())
+    return values
+
+
+def configured_affinity(files: list[tuple[str, tuple[str, ...]]]) -> tuple[CpuSet | None, str]:
+    """The merged ``CPUAffinity`` (``None`` when never assigned) and the last file setting it."""
+    cpus: CpuSet | None = None
+    source = ""
+    for path, lines in files:
+        for value in manager_assignments(lines, "CPUAffinity"):
+            source = path
+            if not value:
+                cpus = None
+                continue
+            # A CpuSetError names the bad item; the caller reports it.
+            cpus = (cpus or frozenset()) | parse_cpulist(",".join(value.replace(",", " ").split()))
+    return cpus, source
+
+
+class SystemdKnob(KnobFamily):
+    name = "systemd"
+
+    def reads(self, profile: Profile) -> ReadSpec:
+        section = profile.containers.systemd
+        if section is None or section.cpu_affinity is None:
+            return ReadSpec()
+        return ReadSpec(files=(*MAIN_FILES, *DROP_IN_GLOBS, PID1_STATUS, PID1_COMM))
+
+    def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
+        section = ctx.profile.containers.systemd
+        if section is None or section.cpu_affinity is None:
+            return
+        cpus = format_cpulist(ctx.cpuset(section.cpu_affinity))
+        yield ctx.setting(self.name, CONFIG_KEY, cpus, FIELD)
+        yield ctx.setting(self.name, EFFECT_KEY, cpus, FIELD, reboot=True)
+
+    def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
+        if setting.key == EFFECT_KEY:
+            return self._pid1(readings)
+        files = configuration_files(readings)
+        if not files:
+            return Observation(
+                None, "missing", f"no systemd manager configuration ({MAIN_FILES[0]})"
+            )
+        try:
+            cpus, source = configured_affinity(files)
+        except CpuSetError as error:
+            return Observation(None, reason=f"CPUAffinity: {error}")
+        if cpus is None:
+            return Observation(
+                format_cpulist(topology.online),
+                reason="CPUAffinity is not set: systemd and its services may use every CPU",
+            )
+        return Observation(format_cpulist(cpus), reason=f"last set in {source}")
+
+    @staticmethod
+    def _pid1(readings: Readings) -> Observation:
+        init = readings.first_line(PID1_COMM)
+        if init is not None and init != "systemd":
+            return Observation(
+                None, "unsupported", f"PID 1 is {init}, not systemd: nothing applies CPUAffinity"
+            )
+        for line in readings.lines(PID1_STATUS) or ():
+            label, _, value = line.partition(":")
+            if label == "Cpus_allowed_list":
+                return Observation(format_cpulist(parse_cpulist(value)))
+        return Observation(None, "unsupported", "PID 1's allowed CPUs cannot be read here")

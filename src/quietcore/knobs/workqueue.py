@@ -1,0 +1,60 @@
+"""Where the kernel runs unbound workqueue work: ``kernel.workqueue_mask``.
+
+Keys: ``workqueue/cpumask`` (``/sys/devices/virtual/workqueue/cpumask``, every unbound
+workqueue) and ``workqueue/writeback_cpumask`` (``/sys/bus/workqueue/devices/writeback/
+cpumask``, the flusher workqueue, which newer kernels fold into the first). The kernel writes
+hex masks; quietcore reports and compares CPU lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpumask
+from quietcore.profile.schema import Profile
+from quietcore.readings import Readings, ReadSpec
+from quietcore.topology import Topology
+
+FIELD = "kernel.workqueue_mask"
+# Key -> (sysfs mask file, why that file may not exist on a host).
+MASK_FILES = {
+    "workqueue/cpumask": (
+        "/sys/devices/virtual/workqueue/cpumask",
+        "this kernel has no unbound workqueue cpumask",
+    ),
+    "workqueue/writeback_cpumask": (
+        "/sys/bus/workqueue/devices/writeback/cpumask",
+        "this kernel has no separate writeback workqueue cpumask",
+    ),
+}
+
+
+def mask_observation(text: str | None, absent: str) -> Observation:
+    """A kernel CPU mask as a canonical CPU list; a missing file is ``unsupported``."""
+    if text is None:
+        return Observation(None, "unsupported", absent)
+    try:
+        return Observation(format_cpulist(parse_cpumask(text)))
+    except CpuSetError:
+        return Observation(text, "drift", "not a CPU mask")
+
+
+class WorkqueueKnob(KnobFamily):
+    name = "workqueue"
+
+    def reads(self, profile: Profile) -> ReadSpec:
+        if profile.kernel.workqueue_mask is None:
+            return ReadSpec()
+        return ReadSpec(files=tuple(path for path, _ in MASK_FILES.values()))
+
+    def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
+        spec = ctx.profile.kernel.workqueue_mask
+        if spec is None:
+            return []
+        cpus = ctx.cpuset(spec)  # never empty: the kernel refuses an empty mask
+        return [ctx.setting(self.name, key, format_cpulist(cpus), FIELD) for key in MASK_FILES]
+
+    def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
+        path, absent = MASK_FILES[setting.key]
+        return mask_observation(readings.first_line(path), absent)
