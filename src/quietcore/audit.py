@@ -11,11 +11,11 @@ from typing import Literal
 
 from quietcore.drift import SettingResult, compare, has_drift
 from quietcore.facts import merge_reads
-from quietcore.knobs.base import CpuPlan
 from quietcore.knobs.registry import FAMILIES
-from quietcore.profile.errors import ProfileError
+from quietcore.profile.cpuplan import CpuPlan, plan_cpus
+from quietcore.profile.errors import ProfileError, ResolveError
 from quietcore.profile.loaded import LoadedProfile
-from quietcore.profile.resolve import ResolveError, plan_cpus, refuse, resolve
+from quietcore.profile.resolve import refuse, resolve
 from quietcore.readings import HostRead, ReadSpec
 from quietcore.topology import TOPOLOGY_READS, Topology, parse_topology
 

@@ -17,13 +17,14 @@ from tests.bundles import BUNDLES, capture_local, load_readings
 
 from quietcore.drift import SettingResult, compare
 from quietcore.facts import merge_reads
-from quietcore.knobs.base import CpuPlan, ResolveContext, Setting, Status
+from quietcore.knobs.base import ResolveContext, Setting, Status
 from quietcore.knobs.cmdline import CmdlineKnob
 from quietcore.knobs.hugepages import HugepagesKnob
 from quietcore.knobs.machinecheck import MachinecheckKnob
 from quietcore.knobs.sysctl import SysctlKnob
 from quietcore.knobs.vm import VmKnob
 from quietcore.knobs.workqueue import WorkqueueKnob
+from quietcore.profile.cpuplan import CpuPlan
 from quietcore.profile.cpuset import CpuSet
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings

@@ -495,7 +495,7 @@ NEWEST_TUNED: dict[str, list[Expectation]] = {
 
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
 def test_newest_tuned_items(name: str) -> None:
-    chain = [Path(file).stem for file in load_profile(name).files]
+    chain = [Path(file.removeprefix("builtin:")).stem for file in load_profile(name).files]
     expectations = [item for ancestor in chain for item in NEWEST_TUNED.get(ancestor, [])]
     assert expectations, f"{name} extends none of {sorted(NEWEST_TUNED)}"
     assert unmet(expectations, desired_settings(name, TOPOLOGY)) == []

@@ -22,7 +22,7 @@ from quietcore.knobs.cmdline import (
     last_argument,
     same_argument,
 )
-from quietcore.profile.resolve import ResolveError
+from quietcore.profile.errors import ResolveError
 from quietcore.readings import Readings
 
 KNOB = CmdlineKnob()

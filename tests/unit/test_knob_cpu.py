@@ -138,7 +138,7 @@ def test_acpi_cpufreq_host_boost_file_and_no_min_perf_pct() -> None:
         "cpu/intel_pstate/min_perf_pct": ("unsupported", None),
         "cpu/boost": ("drift", "1"),
     }
-    [min_perf] = [s for s in KNOB.desired(context(profile(cpu={"min_perf_pct": 100}), VM))]
+    [min_perf] = KNOB.desired(context(profile(cpu={"min_perf_pct": 100}), VM))
     assert "acpi-cpufreq" in KNOB.observe(min_perf, Readings(files), VM).reason
 
 

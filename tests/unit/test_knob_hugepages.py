@@ -16,7 +16,7 @@ from quietcore.knobs.hugepages import (
     default_size_kib,
     format_size_kib,
 )
-from quietcore.profile.resolve import ResolveError
+from quietcore.profile.errors import ResolveError
 from quietcore.readings import Readings
 
 KNOB = HugepagesKnob()

@@ -107,7 +107,7 @@ def test_without_debugfs_legacy_timer_and_cascade_are_immovable() -> None:
     assert seen["irq/9/effective_affinity_list"] == ("ok", "0")
     assert seen["irq/default_smp_affinity"] == ("ok", "0")
     timer = next(s for s in settings if s.key == "irq/0/smp_affinity_list")
-    assert NO_DEBUGFS in KNOB.observe(timer, Readings(files), host).reason
+    assert "managed IRQs cannot be told apart" in KNOB.observe(timer, Readings(files), host).reason
 
 
 def test_vanished_irq_is_missing_and_unknown_effective_affinity_unsupported() -> None:
@@ -143,3 +143,20 @@ def test_desired_covers_every_irq_of_the_host_with_the_resolved_cpus() -> None:
     }
     assert KNOB.reads(profile()).files == ()
     assert not list(KNOB.desired(context(profile(), host)))
+
+
+def test_effective_affinity_may_be_any_subset_of_the_allowed_cpus() -> None:
+    # Built explicitly: the kernel delivers IRQ 9, allowed on CPUs 0 and 4, to CPU 4 only.
+    host = dataclasses.replace(synthetic_host(), irqs=(9,))
+    files = {
+        "/proc/irq/default_smp_affinity": ("11",),
+        "/proc/irq/9/smp_affinity_list": ("0,4",),
+        "/proc/irq/9/effective_affinity_list": ("4",),
+    }
+    declared = profile(cpu={"reserved": "0,4", "isolated": "rest"}, irq={"affinity": "reserved"})
+    settings = KNOB.desired(context(declared, host, reserved=frozenset({0, 4})))
+    assert verdicts(settings, Readings(files), host) == {
+        "irq/default_smp_affinity": ("ok", "0,4"),
+        "irq/9/smp_affinity_list": ("ok", "0,4"),
+        "irq/9/effective_affinity_list": ("ok", "4"),
+    }

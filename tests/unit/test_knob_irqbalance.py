@@ -12,14 +12,15 @@ from tests.bundles import load_readings
 from tests.unit.knob_hosts import context, profile, synthetic_host, verdicts
 from tests.unit.platform_knob_hosts import CAPTURE_PROFILE, capture_topology
 
-from quietcore.knobs.base import CpuPlan, Setting
+from quietcore.knobs.base import Setting
 from quietcore.knobs.irqbalance import (
     NOT_INSTALLED,
     STATE_COMMAND,
     IrqbalanceKnob,
     environment_file,
 )
-from quietcore.profile.resolve import ResolveError
+from quietcore.profile.cpuplan import CpuPlan
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile
 from quietcore.readings import CommandResult, Readings
 

@@ -14,7 +14,7 @@ from tests.unit.platform_knob_hosts import CAPTURE_PROFILE, capture_topology
 
 from quietcore.knobs.base import Status
 from quietcore.knobs.nic import ETHTOOL_COMMAND, NicKnob, ethtool_answers, ethtool_values
-from quietcore.profile.resolve import ResolveError
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile
 from quietcore.readings import CommandResult, Readings
 from quietcore.topology import Interface
@@ -121,6 +121,8 @@ def test_desired_per_queue_and_channels_from_a_cpu_set() -> None:
         "/sys/class/net/*/queues/tx-*/xps_cpus",
     )
     assert [name for name, _ in KNOB.reads(declared).commands] == [ETHTOOL_COMMAND]
+    steering_only = profile(network={"interfaces": [{"match": "ens*", "rps": "0"}]})
+    assert KNOB.reads(steering_only).commands == ()
 
 
 def test_two_rules_for_one_interface() -> None:

@@ -8,7 +8,7 @@ from tests.unit.knob_hosts import CAPTURE_PROFILE, context, profile, results, th
 
 from quietcore.facts import bundle_script
 from quietcore.knobs.sysctl import SysctlKnob, canonical_value, declared_sysctls, sysctl_path
-from quietcore.profile.resolve import ResolveError
+from quietcore.profile.errors import ResolveError
 
 KNOB = SysctlKnob()
 

@@ -136,7 +136,7 @@ def test_cycle_over_three_files_names_the_chain(tmp_path: Path) -> None:
 def test_a_name_is_looked_up_in_search_dirs_before_the_builtins() -> None:
     assert load_profile("network-latency", [FAR]).profile.name == "far-network-latency"
     assert load_profile("network-latency").profile.name == "network-latency"
-    assert Path(load_profile("network-latency").files[0]).parent == BUILTIN_DIR
+    assert load_profile("network-latency").files[0] == "builtin:network-latency.yaml"
 
 
 def test_extends_looks_next_to_the_file_first() -> None:
@@ -155,7 +155,7 @@ def test_extends_finally_looks_in_the_builtins(tmp_path: Path) -> None:
     child = tmp_path / "mine.yaml"
     child.write_text("name: mine\nextends: network-latency\n")
     loaded = load_profile(str(child))
-    assert Path(loaded.files[1]).parent == BUILTIN_DIR
+    assert loaded.files[1].startswith("builtin:")
     assert loaded.profile.memory.thp == "never"
 
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from tests.bundles import load_readings
 
-from quietcore.knobs.base import CpuPlan
 from quietcore.knobs.sysctl import SysctlKnob
+from quietcore.profile.cpuplan import CpuPlan, plan_cpus, resolve_cpu_text
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.load import list_builtin, load_profile
 from quietcore.profile.loaded import LoadedProfile
-from quietcore.profile.resolve import ResolveError, plan_cpus, refuse, resolve, resolve_cpu_text
+from quietcore.profile.resolve import refuse, resolve
 from quietcore.profile.schema import Profile
 from quietcore.topology import Cpu, NumaNode, Topology, parse_topology
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from quietcore.profile.cpuplan import CpuPlan, resolve_cpu_text
 from quietcore.profile.cpuset import CpuSet
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
@@ -54,15 +55,6 @@ class Observation:
 
 
 @dataclass(frozen=True)
-class CpuPlan:
-    """The concrete CPU sets of a profile on one host."""
-
-    online: CpuSet
-    reserved: CpuSet
-    isolated: CpuSet
-
-
-@dataclass(frozen=True)
 class ResolveContext:
     """Everything ``desired`` may use: the profile, the host's topology, the resolved CPU
     sets, and where each profile field was declared."""
@@ -74,8 +66,6 @@ class ResolveContext:
 
     def cpuset(self, spec: str) -> CpuSet:
         """A symbolic or literal CPU set from the profile, made concrete on this host."""
-        from quietcore.profile.resolve import resolve_cpu_text
-
         return resolve_cpu_text(spec, self.cpus)
 
     def setting(

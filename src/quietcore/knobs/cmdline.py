@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import CpuSection, Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
@@ -175,7 +176,6 @@ class CmdlineKnob(KnobFamily):
         return ReadSpec(files=tuple(files))
 
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
-        from quietcore.profile.resolve import ResolveError  # resolve imports the registry
 
         by_name: dict[str, Setting] = {}
         for argument, field in _declared_arguments(ctx.profile, ctx.cpus.isolated):

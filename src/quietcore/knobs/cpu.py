@@ -170,8 +170,7 @@ class CpuKnob(KnobFamily):
         return Observation(
             None,
             "unsupported",
-            "the CPU offers neither energy_perf_bias nor energy_performance_preference "
-            "(no EPB, no EPP-capable cpufreq driver; common in VMs)",
+            "no energy_perf_bias nor energy_performance_preference (common in VMs)",
         )
 
     @staticmethod

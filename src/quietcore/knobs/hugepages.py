@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, size_kib
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
@@ -76,7 +77,6 @@ class HugepagesKnob(KnobFamily):
 
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
         # Sizes, nodes and memory are checked by resolve before any family runs.
-        from quietcore.profile.resolve import ResolveError  # resolve imports the registry
 
         section = ctx.profile.hugepages
         host_wide = {size_kib(pool.size) for pool in section.pages if pool.node is None}

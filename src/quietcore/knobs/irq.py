@@ -37,10 +37,7 @@ KERNEL_OWNED_FLAGS = {
     "IRQD_NO_BALANCING": "its driver marks it no-balancing",
 }
 LEGACY_IRQS = {0: "timer", 2: "cascade"}
-NO_DEBUGFS = (
-    "without debugfs (/sys/kernel/debug/irq) managed IRQs, which the kernel does not let "
-    "anyone move, cannot be told apart from movable ones"
-)
+NO_DEBUGFS = "may be a managed IRQ, which the kernel will not move: only debugfs tells"
 
 
 def irq_file(irq: int, name: str) -> str:
@@ -63,7 +60,10 @@ def kernel_owned(irq: int, readings: Readings) -> str | None:
                 return f"{why} ({flag})"
         return None
     if irq in LEGACY_IRQS:
-        return f"IRQ {irq} is x86's legacy {LEGACY_IRQS[irq]} IRQ, which stays put; {NO_DEBUGFS}"
+        return (
+            f"x86's legacy {LEGACY_IRQS[irq]} IRQ stays put; without debugfs "
+            "(/sys/kernel/debug/irq) managed IRQs cannot be told apart"
+        )
     return None
 
 

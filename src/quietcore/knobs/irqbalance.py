@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist, parse_cpumask
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
@@ -130,8 +131,6 @@ class IrqbalanceKnob(KnobFamily):
             yield ctx.setting(self.name, SERVICE_KEY, "inactive", FIELD)
         elif mode == "ban-isolated":
             if not ctx.cpus.isolated:
-                from quietcore.profile.resolve import ResolveError  # resolve imports the registry
-
                 raise ResolveError(FIELD, "ban-isolated needs cpu.isolated: no CPU is isolated")
             yield ctx.setting(self.name, BANNED_KEY, format_cpulist(ctx.cpus.isolated), FIELD)
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpumask
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import InterfaceRule, Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Interface, Topology
@@ -158,7 +159,6 @@ class NicKnob(KnobFamily):
         return ReadSpec(files=tuple(files), commands=commands)
 
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
-        from quietcore.profile.resolve import ResolveError  # resolve imports the registry
 
         chosen: dict[str, Setting] = {}
         for index, rule in enumerate(ctx.profile.network.interfaces):

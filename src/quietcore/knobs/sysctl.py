@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, TcpSection, Watchdogs
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
@@ -76,7 +77,6 @@ def declared_sysctls(profile: Profile) -> dict[str, tuple[str, str]]:
 
     The same sysctl declared twice with different values is refused, naming the later field.
     """
-    from quietcore.profile.resolve import ResolveError  # resolve imports the registry
 
     declared: dict[str, tuple[str, str]] = {}
     for name, raw, field in _declarations(profile):

@@ -23,3 +23,12 @@ class ProfileError(Exception):
     def __init__(self, problems: list[ProfileProblem]) -> None:
         super().__init__("\n".join(str(problem) for problem in problems))
         self.problems = problems
+
+
+class ResolveError(Exception):
+    """The profile cannot be satisfied on this host. ``field`` is the dotted profile path."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}" if field else message)
+        self.field = field
+        self.message = message

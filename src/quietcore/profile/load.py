@@ -131,7 +131,7 @@ class _Document:
 
     @property
     def file(self) -> str:
-        return str(self.path)
+        return display_name(self.path)
 
     @property
     def name(self) -> str:
@@ -142,8 +142,16 @@ def _line(mark: yaml.Mark) -> int:
     return mark.line + 1
 
 
+def display_name(path: Path) -> str:
+    """How reports name a profile file: ``builtin:NAME.yaml`` for the built-in profiles (their
+    install path says nothing to a reader), otherwise the path as given."""
+    if path.parent.resolve() == BUILTIN_DIR.resolve():
+        return f"builtin:{path.name}"
+    return str(path)
+
+
 def _read_document(path: Path) -> _Document:
-    file = str(path)
+    file = display_name(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as problem:
