@@ -26,7 +26,7 @@ from quietcore.report.json_report import verify_document  # noqa: E402
 from quietcore.report.profile_view import builtin_table, profile_yaml, resolved_table  # noqa: E402
 from quietcore.report.table import fleet_summary, host_table  # noqa: E402
 from quietcore.report.topology_view import topology_document, topology_table  # noqa: E402
-from quietcore.topology import TOPOLOGY_READS  # noqa: E402
+from quietcore.topology import TOPOLOGY_READS, parse_topology  # noqa: E402
 
 EXIT_BAD_INPUT = 2
 
@@ -211,8 +211,6 @@ def topology(
     This is what profile tokens such as `reserved`, `rest` and `{per_numa_node: 1}` are
     resolved against. Read-only, one round trip per host.
     """
-    from quietcore.topology import parse_topology
-
     reads = _read(targets, TOPOLOGY_READS, parallel, connect_timeout)
     documents = []
     for read in reads:

@@ -19,7 +19,7 @@ from rich.markup import escape
 # Piped output (CI logs, `| less`) gets a wide fixed width so keys stay on one line; COLUMNS
 # still wins when set.
 _out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-_err = Console(stderr=True, highlight=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def show(renderable: RenderableType) -> None:
