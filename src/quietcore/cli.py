@@ -63,6 +63,18 @@ def _read(
         _fail(str(problem))
 
 
+def _format_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "-f",
+        "--format",
+        "output_format",
+        type=click.Choice(["table", "json"]),
+        default="table",
+        show_default=True,
+        help=help_text,
+    )
+
+
 def _fan_out_options(command: Callable[..., Any]) -> Callable[..., Any]:
     command = click.option(
         "--parallel",
@@ -115,15 +127,7 @@ def main(verbose: int) -> None:
     metavar="NAME|FILE",
     help="A built-in profile name (see `quietcore profiles list`) or a profile YAML file.",
 )
-@click.option(
-    "-f",
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table for people; json (schema quietcore.verify/v1) for tools.",
-)
+@_format_option("table for people; json (schema quietcore.verify/v1) for tools.")
 @click.option(
     "-o",
     "--output",
@@ -193,14 +197,7 @@ def _emit_tables(audits: Sequence[HostAudit], problems_only: bool, output: Path 
 
 
 @main.command(epilog=TARGETS_HELP)
-@click.option(
-    "-f",
-    "--format",
-    "output_format",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@_format_option("table for people; json for tools.")
 @_fan_out_options
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 def topology(

@@ -13,7 +13,9 @@ from tests.unit.knob_hosts import (
     verdicts,
 )
 
-from quietcore.knobs.workqueue import MASK_FILES, WorkqueueKnob, mask_observation
+from quietcore.knobs.base import cpuset_observation
+from quietcore.knobs.workqueue import MASK_FILES, WorkqueueKnob
+from quietcore.profile.cpuset import parse_cpumask
 from quietcore.readings import Readings
 
 KNOB = WorkqueueKnob()
@@ -58,6 +60,6 @@ def test_mask_follows_the_reserved_cpus_of_the_host() -> None:
 
 
 def test_garbage_in_a_mask_file_is_drift_not_a_crash() -> None:
-    seen = mask_observation("zz", "absent")
+    seen = cpuset_observation("zz", "absent", parse_cpumask)
     assert (seen.actual, seen.status) == ("zz", "drift")
-    assert mask_observation(None, "absent").status == "unsupported"
+    assert cpuset_observation(None, "absent", parse_cpumask).status == "unsupported"

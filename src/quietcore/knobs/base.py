@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from quietcore.profile.cpuplan import CpuPlan, resolve_cpu_text
-from quietcore.profile.cpuset import CpuSet
+from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
@@ -95,3 +95,16 @@ class KnobFamily(ABC):
 
     def matches(self, setting: Setting, actual: str) -> bool:
         return setting.desired == actual
+
+
+def cpuset_observation(
+    text: str | None, absent: str, parse: Callable[[str], CpuSet]
+) -> Observation:
+    """A kernel CPU list or mask file (``parse`` says which) as a canonical CPU list; a missing
+    file is ``unsupported`` for the ``absent`` reason, unparsable text is drift."""
+    if text is None:
+        return Observation(None, "unsupported", absent)
+    try:
+        return Observation(format_cpulist(parse(text)))
+    except CpuSetError:
+        return Observation(text, "drift", "not a kernel CPU set")

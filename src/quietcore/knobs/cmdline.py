@@ -15,8 +15,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
-from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
+from quietcore.knobs.base import (
+    KnobFamily,
+    Observation,
+    ResolveContext,
+    Setting,
+    cpuset_observation,
+)
+from quietcore.profile.cpuset import CpuSet, format_cpulist, parse_cpulist
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import CpuSection, Profile
 from quietcore.readings import Readings, ReadSpec
@@ -200,7 +206,7 @@ class CmdlineKnob(KnobFamily):
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
         if setting.key in _EFFECT_FILES:
             path, absent = _EFFECT_FILES[setting.key]
-            return _cpulist_observation(readings.first_line(path), absent)
+            return cpuset_observation(readings.first_line(path), absent, parse_cpulist)
         cmdline = readings.text(PROC_CMDLINE)
         if cmdline is None:
             return Observation(None, "unsupported", f"{PROC_CMDLINE} could not be read")
@@ -214,12 +220,3 @@ class CmdlineKnob(KnobFamily):
         if setting.key in _EFFECT_FILES:
             return super().matches(setting, actual)
         return same_argument(setting.desired, actual)
-
-
-def _cpulist_observation(text: str | None, absent: str) -> Observation:
-    if text is None:
-        return Observation(None, "unsupported", absent)
-    try:
-        return Observation(format_cpulist(parse_cpulist(text)))
-    except CpuSetError:
-        return Observation(text, "drift", "not a CPU list")

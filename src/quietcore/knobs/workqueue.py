@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
-from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpumask
+from quietcore.knobs.base import (
+    KnobFamily,
+    Observation,
+    ResolveContext,
+    Setting,
+    cpuset_observation,
+)
+from quietcore.profile.cpuset import format_cpulist, parse_cpumask
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
@@ -28,16 +34,6 @@ MASK_FILES = {
         "this kernel has no separate writeback workqueue cpumask",
     ),
 }
-
-
-def mask_observation(text: str | None, absent: str) -> Observation:
-    """A kernel CPU mask as a canonical CPU list; a missing file is ``unsupported``."""
-    if text is None:
-        return Observation(None, "unsupported", absent)
-    try:
-        return Observation(format_cpulist(parse_cpumask(text)))
-    except CpuSetError:
-        return Observation(text, "drift", "not a CPU mask")
 
 
 class WorkqueueKnob(KnobFamily):
@@ -57,4 +53,4 @@ class WorkqueueKnob(KnobFamily):
 
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
         path, absent = MASK_FILES[setting.key]
-        return mask_observation(readings.first_line(path), absent)
+        return cpuset_observation(readings.first_line(path), absent, parse_cpumask)
