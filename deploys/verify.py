@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from pyinfra import host
+from pyinfra.context import host
 
 from quietcore.audit import audit_host, reads_for
 from quietcore.facts import HostBundle
