@@ -18,6 +18,7 @@ import click  # noqa: E402
 from quietcore import __version__, console  # noqa: E402
 from quietcore.audit import HostAudit, audit_host, exit_code, reads_for  # noqa: E402
 from quietcore.engine import TargetError, read_hosts  # noqa: E402
+from quietcore.lab.cli import lab  # noqa: E402
 from quietcore.profile.errors import ProfileError  # noqa: E402
 from quietcore.profile.load import list_builtin, load_profile  # noqa: E402
 from quietcore.profile.loaded import LoadedProfile  # noqa: E402
@@ -263,6 +264,8 @@ def profiles_show(name: str, target: str | None) -> None:
         sys.exit(EXIT_BAD_INPUT if audit.status == "refused" else 3)
     console.show(resolved_table(loaded, audit))
 
+
+main.add_command(lab)
 
 if __name__ == "__main__":
     main()

@@ -116,8 +116,9 @@ class LabSpec:
 
     def describe(self) -> str:
         smt = f", {self.threads} threads/core" if self.threads > 1 else ""
+        cpus = f"{self.cpus} CPU{'s' if self.cpus > 1 else ''}"
         return (
-            f"{self.cpus} CPUs on {self.numa_nodes} NUMA node(s){smt}, "
+            f"{cpus} on {self.numa_nodes} NUMA node(s){smt}, "
             f"{format_mib(self.memory_mib)}, data NIC with {self.nic_queues} queue(s)"
         )
 

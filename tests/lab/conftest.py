@@ -1,0 +1,59 @@
+"""One lab VM for the whole session, shaped like a small two-socket host.
+
+The fixture first clears whatever a killed earlier run left (``lab down``), boots the lab
+(building the cached image if needed), and ends it in its finalizer, so no qemu outlives the
+session. Lab tests need root (loop devices for the image build, a tap for the data NIC) and
+qemu-system-x86, qemu-utils and debootstrap (.ci/run installs them).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliResult, run_cli
+
+LAB = "pytest"
+SHAPE = ("--cpus", "4", "--numa-nodes", "2", "--memory", "2G", "--nic-queues", "4")
+# Image build (first run only) + a TCG boot, with room to spare on a 2-CPU machine.
+UP_TIMEOUT = 1500
+
+
+def run_lab(*args: str, timeout: float = 600) -> CliResult:
+    """``quietcore lab ...`` as a subprocess."""
+    return run_cli("lab", *args, timeout=timeout)
+
+
+def lab_ssh(name: str, script: str, timeout: float = 120) -> CliResult:
+    """Run a shell script in the lab (one argument: ssh hands it to the guest's shell)."""
+    return run_lab("ssh", name, "--", script, timeout=timeout)
+
+
+@dataclass(frozen=True)
+class Lab:
+    name: str
+    inventory: Path
+
+    def ssh(self, script: str, timeout: float = 120) -> str:
+        result = lab_ssh(self.name, script, timeout)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+
+@pytest.fixture(scope="session")
+def lab_vm() -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (image build: loop devices; data NIC: a tap)")
+    run_lab("down", LAB)
+    try:
+        result = run_lab("up", "--name", LAB, *SHAPE, timeout=UP_TIMEOUT)
+        assert result.returncode == 0, result.stderr
+        sys.stderr.write(result.stderr)
+        yield Lab(LAB, Path(result.stdout.strip()))
+    finally:
+        run_lab("down", LAB)
