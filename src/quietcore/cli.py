@@ -11,7 +11,7 @@ import sys  # noqa: E402
 from collections.abc import Callable, Sequence  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, NoReturn  # noqa: E402
+from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
@@ -37,11 +37,6 @@ TARGETS_HELP = (
 )
 
 
-def _fail(message: str) -> NoReturn:
-    console.error(message)
-    sys.exit(EXIT_BAD_INPUT)
-
-
 def _load(name_or_path: str) -> LoadedProfile:
     try:
         return load_profile(name_or_path)
@@ -61,7 +56,7 @@ def _read(
                 targets, spec, parallel=parallel, connect_timeout=timeout, on_done=advance
             )
     except TargetError as problem:
-        _fail(str(problem))
+        console.fail(str(problem))
 
 
 def _format_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console, RenderableType
 from rich.markup import escape
@@ -36,6 +36,12 @@ def note(message: str) -> None:
 
 def error(message: str) -> None:
     _err.print(f"[bold red]error:[/bold red] {escape(message)}")
+
+
+def fail(message: str, status: int = 2) -> NoReturn:
+    """Print an error and exit; 2 is quietcore's status for bad input."""
+    error(message)
+    sys.exit(status)
 
 
 @contextmanager

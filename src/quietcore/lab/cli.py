@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 from rich.table import Table
@@ -15,13 +15,6 @@ from rich.text import Text
 
 from quietcore import console
 from quietcore.lab.spec import DEFAULT_NAME, LabError, LabSpec, check_name, format_mib, parse_memory
-
-EXIT_LAB_ERROR = 2
-
-
-def _fail(message: str) -> NoReturn:
-    console.error(message)
-    sys.exit(EXIT_LAB_ERROR)
 
 
 def _name(value: str) -> str:
@@ -116,7 +109,7 @@ def up(
         spec = LabSpec(name, cpus, numa_nodes, parse_memory(memory), nic_queues, threads)
         result = lab_up(spec, accel=accel, timeout=timeout)  # type: ignore[arg-type]
     except LabError as problem:
-        _fail(str(problem))
+        console.fail(str(problem))
     state = result.lab
     if result.reused:
         console.note(f"lab {name} is already running ({state.spec.describe()}): reusing it")
@@ -201,7 +194,7 @@ def ssh(ctx: click.Context, name: str) -> None:
         state = running(name)
         argv = guest(state).argv(command, batch=bool(command))
     except LabError as problem:
-        _fail(str(problem))
+        console.fail(str(problem))
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(argv[0], argv)
@@ -217,7 +210,7 @@ def reboot(name: str, timeout: float | None) -> None:
     try:
         seconds = lab_reboot(name, timeout)
     except LabError as problem:
-        _fail(str(problem))
+        console.fail(str(problem))
     console.note(f"lab {name} rebooted: SSH answered again after {seconds:.1f} s")
 
 
@@ -234,7 +227,7 @@ def down(names: tuple[str, ...], all_labs: bool) -> None:
         try:
             stopped = lab_down(name)
         except LabError as problem:
-            _fail(str(problem))
+            console.fail(str(problem))
         console.note(f"lab {name}: {'stopped and removed' if stopped else 'not running; removed'}")
 
 
@@ -272,9 +265,9 @@ def inventory(names: tuple[str, ...], output: Path | None, print_path: bool) -> 
             return
         labs = [running(name) for name in names] if names else running_labs()
     except LabError as problem:
-        _fail(str(problem))
+        console.fail(str(problem))
     if not labs:
-        _fail("no lab is running: `quietcore lab up` starts one")
+        console.fail("no lab is running: `quietcore lab up` starts one")
     text = render_inventory(
         [host_entry(s.spec.host, s.ssh_port, s.client_key, s.known_hosts) for s in labs]
     )
