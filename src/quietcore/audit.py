@@ -16,6 +16,7 @@ from quietcore.profile.cpuplan import CpuPlan, plan_cpus
 from quietcore.profile.errors import ProfileError, ResolveError
 from quietcore.profile.loaded import LoadedProfile
 from quietcore.profile.resolve import refuse, resolve
+from quietcore.profile.schema import Profile
 from quietcore.readings import HostRead, ReadSpec
 from quietcore.topology import TOPOLOGY_READS, Topology, parse_topology
 
@@ -33,9 +34,13 @@ class HostAudit:
     elapsed_s: float = 0.0
 
 
-def reads_for(loaded: LoadedProfile) -> ReadSpec:
+def reads_for_profile(profile: Profile) -> ReadSpec:
     """Everything one verify needs from a host: its topology and every family's knobs."""
-    return merge_reads([TOPOLOGY_READS, *(knob.reads(loaded.profile) for knob in FAMILIES)])
+    return merge_reads([TOPOLOGY_READS, *(knob.reads(profile) for knob in FAMILIES)])
+
+
+def reads_for(loaded: LoadedProfile) -> ReadSpec:
+    return reads_for_profile(loaded.profile)
 
 
 def audit_host(loaded: LoadedProfile, read: HostRead) -> HostAudit:

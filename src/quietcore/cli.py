@@ -8,7 +8,7 @@ monkey.patch_all()
 
 import logging  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -17,74 +17,23 @@ import click  # noqa: E402
 
 from quietcore import __version__, console  # noqa: E402
 from quietcore.audit import HostAudit, audit_host, exit_code, reads_for  # noqa: E402
-from quietcore.engine import TargetError, read_hosts  # noqa: E402
+from quietcore.cli_support import (  # noqa: E402
+    EXIT_BAD_INPUT,
+    TARGETS_HELP,
+    fan_out_options,
+    format_option,
+    load_or_exit,
+    profile_option,
+    read_or_exit,
+)
+from quietcore.converge.commands import apply, history, plan, rollback  # noqa: E402
 from quietcore.lab.cli import lab  # noqa: E402
-from quietcore.profile.errors import ProfileError  # noqa: E402
-from quietcore.profile.load import list_builtin, load_profile  # noqa: E402
-from quietcore.profile.loaded import LoadedProfile  # noqa: E402
-from quietcore.readings import HostRead, ReadSpec  # noqa: E402
+from quietcore.profile.load import list_builtin  # noqa: E402
 from quietcore.report.json_report import verify_document  # noqa: E402
 from quietcore.report.profile_view import builtin_table, profile_yaml, resolved_table  # noqa: E402
 from quietcore.report.table import fleet_summary, host_table  # noqa: E402
 from quietcore.report.topology_view import topology_document, topology_table  # noqa: E402
 from quietcore.topology import TOPOLOGY_READS, parse_topology  # noqa: E402
-
-EXIT_BAD_INPUT = 2
-
-TARGETS_HELP = (
-    "TARGET is a pyinfra target: @local (this machine, no SSH), a host name or [user@]address "
-    "reached over SSH, a comma-separated list of them, or a pyinfra inventory file (*.py)."
-)
-
-
-def _load(name_or_path: str) -> LoadedProfile:
-    try:
-        return load_profile(name_or_path)
-    except ProfileError as problem:
-        for line in problem.problems:
-            console.error(str(line))
-        console.note("nothing was read or changed on any host")
-        sys.exit(EXIT_BAD_INPUT)
-
-
-def _read(
-    targets: Sequence[str], spec: ReadSpec, parallel: int | None, timeout: int
-) -> list[HostRead]:
-    try:
-        with console.progress("reading hosts") as advance:
-            return read_hosts(
-                targets, spec, parallel=parallel, connect_timeout=timeout, on_done=advance
-            )
-    except TargetError as problem:
-        console.fail(str(problem))
-
-
-def _format_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option(
-        "-f",
-        "--format",
-        "output_format",
-        type=click.Choice(["table", "json"]),
-        default="table",
-        show_default=True,
-        help=help_text,
-    )
-
-
-def _fan_out_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option(
-        "--parallel",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Hosts read at once (default: pyinfra's, up to 20 per CPU).",
-    )(command)
-    return click.option(
-        "--connect-timeout",
-        type=click.IntRange(min=1),
-        default=10,
-        show_default=True,
-        help="Seconds to wait for each host's SSH connection.",
-    )(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -115,15 +64,8 @@ def main(verbose: int) -> None:
 
 
 @main.command(epilog=TARGETS_HELP)
-@click.option(
-    "-p",
-    "--profile",
-    "profile_name",
-    required=True,
-    metavar="NAME|FILE",
-    help="A built-in profile name (see `quietcore profiles list`) or a profile YAML file.",
-)
-@_format_option("table for people; json (schema quietcore.verify/v1) for tools.")
+@profile_option
+@format_option("table for people; json (schema quietcore.verify/v1) for tools.")
 @click.option(
     "-o",
     "--output",
@@ -132,7 +74,7 @@ def main(verbose: int) -> None:
     help="Write the report to this file instead of stdout.",
 )
 @click.option("--problems-only", is_flag=True, help="Table: hide settings that are ok.")
-@_fan_out_options
+@fan_out_options
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 def verify(
     profile_name: str,
@@ -160,8 +102,8 @@ def verify(
       quietcore verify --profile network-latency @local
       quietcore verify -p ./my-profile.yaml --format json -o audit.json inventory/fleet.py
     """
-    loaded = _load(profile_name)
-    reads = _read(targets, reads_for(loaded), parallel, connect_timeout)
+    loaded = load_or_exit(profile_name)
+    reads = read_or_exit(targets, reads_for(loaded), parallel, connect_timeout)
     audits = [audit_host(loaded, read) for read in reads]
     if output_format == "json":
         document = verify_document(loaded, audits, datetime.now(UTC))
@@ -193,8 +135,8 @@ def _emit_tables(audits: Sequence[HostAudit], problems_only: bool, output: Path 
 
 
 @main.command(epilog=TARGETS_HELP)
-@_format_option("table for people; json for tools.")
-@_fan_out_options
+@format_option("table for people; json for tools.")
+@fan_out_options
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 def topology(
     output_format: str, parallel: int | None, connect_timeout: int, targets: tuple[str, ...]
@@ -204,7 +146,7 @@ def topology(
     This is what profile tokens such as `reserved`, `rest` and `{per_numa_node: 1}` are
     resolved against. Read-only, one round trip per host.
     """
-    reads = _read(targets, TOPOLOGY_READS, parallel, connect_timeout)
+    reads = read_or_exit(targets, TOPOLOGY_READS, parallel, connect_timeout)
     documents = []
     for read in reads:
         if read.readings is None:
@@ -248,11 +190,11 @@ def profiles_show(name: str, target: str | None) -> None:
       quietcore profiles show trading
       quietcore profiles show trading --resolved-for @local
     """
-    loaded = _load(name)
+    loaded = load_or_exit(name)
     if target is None:
         console.show(profile_yaml(loaded))
         return
-    [read] = _read([target], reads_for(loaded), None, 10)
+    [read] = read_or_exit([target], reads_for(loaded), None, 10)
     audit = audit_host(loaded, read)
     if audit.status in ("refused", "unreachable"):
         console.error(f"{audit.host}: {audit.error}")
@@ -260,7 +202,8 @@ def profiles_show(name: str, target: str | None) -> None:
     console.show(resolved_table(loaded, audit))
 
 
-main.add_command(lab)
+for command in (plan, apply, rollback, history, lab):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -8,14 +8,23 @@ A knob family (one module in ``quietcore.knobs``) knows, for its kind of kernel 
 4. ``matches(setting, actual)``: whether that counts as equal (sets, masks, sizes are
    compared normalised, never as raw text);
 
-and, with the apply capability, the pyinfra operation that converges it. Nothing outside the
-family module knows its file paths or formats; the registry is the only list of families.
+and, to converge a host:
+
+5. ``steps_to_set(key, value, readings, topology)``: the runtime ``Write``/``Run`` steps that
+   give one key a canonical value now. Apply uses it with the desired value, rollback with the
+   snapshot's value, and the boot script (``boot_script = True``) replays it at every boot;
+6. ``native_files(settings, readings, topology)``: the configuration files that persist the
+   family's settings natively (``/etc/sysctl.d``, a GRUB drop-in, irqbalance's config).
+
+Each family's pyinfra operation (``KnobFamily.operation``) is made once, here, from those
+two; nothing outside the family module knows its file paths or formats; the registry is the
+only list of families.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -23,6 +32,7 @@ from quietcore.profile.cpuplan import CpuPlan, resolve_cpu_text
 from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import ManagedFile, Step
 from quietcore.topology import Topology
 
 Status = Literal["ok", "drift", "missing", "unsupported", "immovable"]
@@ -42,6 +52,9 @@ class Setting:
     field: str  # the profile field path it comes from, e.g. ``network.busy_poll_us``
     source: str | None = None  # ``file:line`` where that field was declared
     reboot_required: bool = False
+    # An effect is read to prove other settings work (``/sys/devices/system/cpu/isolated``
+    # after ``isolcpus=``); nothing sets it, so apply and rollback never change it directly.
+    effect: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,7 +82,14 @@ class ResolveContext:
         return resolve_cpu_text(spec, self.cpus)
 
     def setting(
-        self, family: str, key: str, desired: str, field: str, *, reboot: bool = False
+        self,
+        family: str,
+        key: str,
+        desired: str,
+        field: str,
+        *,
+        reboot: bool = False,
+        effect: bool = False,
     ) -> Setting:
         return Setting(
             key=key,
@@ -78,11 +98,17 @@ class ResolveContext:
             field=field,
             source=self.source_of(field),
             reboot_required=reboot,
+            effect=effect,
         )
 
 
 class KnobFamily(ABC):
     name: ClassVar[str]
+    # True when the kernel forgets this family's values at reboot and no native file brings
+    # them back: its ``steps_to_set`` are then replayed by the boot script.
+    boot_script: ClassVar[bool] = False
+    # Every file ``native_files`` may render, read by plan to compare and by rollback to undo.
+    managed_paths: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def reads(self, profile: Profile) -> ReadSpec: ...
@@ -95,6 +121,21 @@ class KnobFamily(ABC):
 
     def matches(self, setting: Setting, actual: str) -> bool:
         return setting.desired == actual
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        """The runtime steps that give ``key`` the canonical ``value`` (as ``observe``
+        reports it; ``None``: the key was absent before, e.g. a kernel argument). Empty when
+        the key cannot change at runtime: it is set through ``native_files`` and a reboot."""
+        return ()
+
+    def native_files(
+        self, settings: Sequence[Setting], readings: Readings, topology: Topology
+    ) -> tuple[ManagedFile, ...]:
+        """The files that persist ``settings`` natively: every applicable setting of this
+        family on the host, not only the drifted ones, so the files always say everything."""
+        return ()
 
 
 def cpuset_observation(

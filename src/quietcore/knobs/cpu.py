@@ -16,6 +16,10 @@ Per online CPU N:
 
 Host-wide: ``cpu/intel_pstate/min_perf_pct`` and ``cpu/boost`` (``cpufreq/boost``, or
 intel_pstate's ``no_turbo`` inverted).
+
+Converging writes the same files back (the EPB number, or on EPP-only CPUs the EPP bucket name
+of that number; ``no_turbo`` inverted); the kernel forgets all of them at reboot, so the boot
+script writes them again.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Iterable
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 CPU = "/sys/devices/system/cpu"
@@ -44,8 +49,19 @@ EPB_VALUES = {"performance": 0, "balance-performance": 4, "normal": 6, "powersav
 EPP_BUCKETS = ("performance", "balance_performance", "balance_power", "power")
 NO_CPUFREQ = "no cpufreq driver (common in VMs)"
 
+EPB_MAX = 15  # EPB is 4 bits; a larger number on an EPP-only CPU is a raw EPP value
+
 _IDLE_STATE = re.compile(r"/cpuidle/state(\d+)/disable$")
 _DEEPER = re.compile(r"^deeper_than_state(\d+)$")
+# Keys steps_to_set accepts, beyond the two host-wide ones.
+_PER_CPU_KEY = re.compile(
+    r"^cpu/([0-9]+)/(scaling_governor|energy_perf_bias"
+    r"|cpuidle/(?:state([0-9]+)|deeper_than_state([0-9]+))/disable)$"
+)
+# Governor names, EPB/EPP words (``balance-performance``, ``balance_power``) and numbers.
+_WORD = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+_NUMBER = re.compile(r"^[0-9]+$")
+_FLAG = re.compile(r"^[01]$")
 
 
 def cpu_file(cpu: int | str, name: str) -> str:
@@ -84,8 +100,27 @@ def _describe(states: dict[int, tuple[str, str]]) -> str:
     return ", ".join(f"state{index} ({name})" for index, (_, name) in sorted(states.items()))
 
 
+def _checked(value: str, pattern: re.Pattern[str], key: str) -> str:
+    if not pattern.fullmatch(value):
+        raise UnsafeStepError(f"refusing {value!r} for {key}")
+    return value
+
+
+def _energy_steps(readings: Readings, cpu: int, value: str) -> tuple[Step, ...]:
+    """EPB where the CPU has it; else EPP, an EPB number turned into the kernel's bucket name
+    (an EPP word or raw EPP number read before is written back as it was)."""
+    if readings.first_line(cpu_file(cpu, EPB)) is not None:
+        return (Write(cpu_file(cpu, EPB), value),)
+    if readings.first_line(cpu_file(cpu, EPP)) is not None:
+        if value.isdigit() and int(value) <= EPB_MAX:
+            value = epp_of_epb(int(value))
+        return (Write(cpu_file(cpu, EPP), value),)
+    return ()
+
+
 class CpuKnob(KnobFamily):
     name = "cpu"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         cpu = profile.cpu
@@ -226,3 +261,42 @@ class CpuKnob(KnobFamily):
         return Observation(
             None, "unsupported", _missing_cpufreq(readings, "the driver has no boost switch")
         )
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        if value is None:  # absent before: nothing to restore
+            if key in (MIN_PERF_KEY, BOOST_KEY) or _PER_CPU_KEY.fullmatch(key):
+                return ()
+            raise UnsafeStepError(f"refusing cpu key {key!r}: not one quietcore knows")
+        if key == MIN_PERF_KEY:
+            return (Write(MIN_PERF, _checked(value, _NUMBER, key)),)
+        if key == BOOST_KEY:
+            return self._boost_steps(readings, _checked(value, _FLAG, key))
+        match = _PER_CPU_KEY.fullmatch(key)
+        if match is None:
+            raise UnsafeStepError(f"refusing cpu key {key!r}: not one quietcore knows")
+        cpu_text, what, state, deeper = match.groups()
+        cpu = int(cpu_text)  # cpu007 is no file: always the kernel's own number
+        if what == "scaling_governor":
+            return (Write(cpu_file(cpu, GOVERNOR), _checked(value, _WORD, key)),)
+        if what == "energy_perf_bias":
+            return _energy_steps(readings, cpu, _checked(value, _WORD, key))
+        flag = _checked(value, _FLAG, key)
+        if state is not None:
+            return (Write(cpu_file(cpu, f"cpuidle/state{int(state)}/disable"), flag),)
+        # Every deeper state the host showed for this CPU; disabling is the desired value,
+        # enabling them all (0) is how rollback undoes it.
+        return tuple(
+            Write(cpu_file(cpu, f"cpuidle/state{index}/disable"), flag)
+            for index in sorted(idle_states(readings, cpu))
+            if index > int(deeper)
+        )
+
+    @staticmethod
+    def _boost_steps(readings: Readings, boost: str) -> tuple[Step, ...]:
+        if readings.first_line(BOOST) is not None:
+            return (Write(BOOST, boost),)
+        if readings.first_line(NO_TURBO) is not None:
+            return (Write(NO_TURBO, "0" if boost == "1" else "1"),)
+        return ()

@@ -4,6 +4,10 @@ Keys: ``hugepages/node<N>/<size>kB`` (``/sys/devices/system/node/nodeN/hugepages
 ``hugepages/<size>kB`` (``/sys/kernel/mm/hugepages/...``, the sum over all nodes) and
 ``hugepages/default_size`` (``Hugepagesize:`` in ``/proc/meminfo``; it follows
 ``default_hugepagesz=`` on the kernel command line, so it changes only at boot).
+
+Converging writes a pool's count into its ``nr_hugepages`` file; the kernel forgets runtime
+pools at reboot, so the boot script writes them again. ``default_size`` is an effect: the
+cmdline family sets ``default_hugepagesz=``, this key only proves it took.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Settin
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, size_kib
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 # The same globs as topology.TOPOLOGY_READS, so the bundle reads each file once.
@@ -26,6 +31,7 @@ DEFAULT_SIZE_KEY = "hugepages/default_size"
 _POOL_KEY = re.compile(r"^hugepages/(?:node(\d+)/)?(\d+)kB$")
 _POOL_SIZE = re.compile(r"/hugepages-(\d+)kB/")
 _MEMINFO_DEFAULT = re.compile(r"^Hugepagesize:\s*(\d+)\s*kB$")
+_COUNT = re.compile(r"^[0-9]+$")
 
 
 def host_pool_path(kib: int) -> str:
@@ -63,8 +69,17 @@ def offered_sizes_kib(readings: Readings) -> list[int]:
     return sorted(int(match.group(1)) for match in found if match)
 
 
+def _parse_pool_key(key: str) -> tuple[int | None, int]:
+    """``hugepages/node1/2048kB`` -> (1, 2048); ``hugepages/2048kB`` -> (None, 2048)."""
+    match = _POOL_KEY.fullmatch(key)
+    if match is None:
+        raise ValueError(f"not a hugepages key: {key!r}")
+    return (None if match.group(1) is None else int(match.group(1))), int(match.group(2))
+
+
 class HugepagesKnob(KnobFamily):
     name = "hugepages"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         section = profile.hugepages
@@ -95,7 +110,12 @@ class HugepagesKnob(KnobFamily):
         if section.default_size is not None:
             size = format_size_kib(size_kib(section.default_size))
             yield ctx.setting(
-                self.name, DEFAULT_SIZE_KEY, size, "hugepages.default_size", reboot=True
+                self.name,
+                DEFAULT_SIZE_KEY,
+                size,
+                "hugepages.default_size",
+                reboot=True,
+                effect=True,
             )
 
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
@@ -104,11 +124,7 @@ class HugepagesKnob(KnobFamily):
             if kib is None:
                 return Observation(None, "unsupported", "kernel built without hugetlbfs")
             return Observation(format_size_kib(kib))
-        match = _POOL_KEY.match(setting.key)
-        if match is None:
-            raise ValueError(f"not a hugepages key: {setting.key!r}")
-        node = None if match.group(1) is None else int(match.group(1))
-        kib = int(match.group(2))
+        node, kib = _parse_pool_key(setting.key)
         offered = offered_sizes_kib(readings)
         if kib not in offered:
             sizes = ", ".join(format_size_kib(size) for size in offered) or "none"
@@ -125,3 +141,19 @@ class HugepagesKnob(KnobFamily):
                 None, "missing", f"NUMA node {node} has no {format_size_kib(kib)} hugepage pool"
             )
         return Observation(count)
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        if key == DEFAULT_SIZE_KEY:  # an effect of default_hugepagesz=, set by cmdline
+            return ()
+        try:
+            node, kib = _parse_pool_key(key)
+        except ValueError as error:
+            raise UnsafeStepError(str(error)) from None
+        if value is None:  # the pool did not exist before: nothing to restore
+            return ()
+        if not _COUNT.fullmatch(value):
+            raise UnsafeStepError(f"refusing hugepage count {value!r} for {key}")
+        path = host_pool_path(kib) if node is None else node_pool_path(node, kib)
+        return (Write(path, value),)

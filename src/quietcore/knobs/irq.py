@@ -10,16 +10,23 @@ IRQs, managed IRQs (the kernel spreads the queue vectors of NVMe drives and mult
 over the CPUs itself) and IRQs their driver marks no-balancing. The kernel names these flags in
 debugfs (``/sys/kernel/debug/irq/irqs/N``, CONFIG_GENERIC_IRQ_DEBUGFS, root only); without it
 only x86's legacy timer and cascade IRQs (0 and 2) are known to be fixed.
+
+Converging writes ``smp_affinity_list`` (a CPU list) and ``default_smp_affinity`` (a hex mask,
+converted back from the canonical list); the kernel forgets both at reboot, so the boot script
+writes them again. ``effective_affinity_list`` is an effect: the kernel derives it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
-from quietcore.profile.cpuset import format_cpulist, parse_cpulist, parse_cpumask
+from quietcore.knobs.workqueue import mask_for
+from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist, parse_cpumask
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 FIELD = "irq.affinity"
@@ -38,6 +45,8 @@ KERNEL_OWNED_FLAGS = {
 }
 LEGACY_IRQS = {0: "timer", 2: "cascade"}
 NO_DEBUGFS = "may be a managed IRQ, which the kernel will not move: only debugfs tells"
+
+_IRQ_KEY = re.compile(r"^irq/([0-9]+)/(smp_affinity_list|effective_affinity_list)$")
 
 
 def irq_file(irq: int, name: str) -> str:
@@ -67,8 +76,20 @@ def kernel_owned(irq: int, readings: Readings) -> str | None:
     return None
 
 
+def _cpulist_value(value: str, key: str) -> str:
+    """The canonical list, refused when empty (the kernel refuses it) or not a CPU list."""
+    try:
+        cpus = parse_cpulist(value)
+    except CpuSetError as error:
+        raise UnsafeStepError(f"refusing {value!r} for {key}: {error}") from None
+    if not cpus:
+        raise UnsafeStepError(f"refusing an empty CPU list for {key}")
+    return format_cpulist(cpus)
+
+
 class IrqKnob(KnobFamily):
     name = "irq"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         if profile.irq.affinity is None:
@@ -89,8 +110,9 @@ class IrqKnob(KnobFamily):
         cpus = format_cpulist(ctx.cpuset(spec))
         yield ctx.setting(self.name, DEFAULT_KEY, cpus, FIELD)
         for irq in ctx.topology.irqs:
-            for name in (ALLOWED, EFFECTIVE):
-                yield ctx.setting(self.name, f"{self.name}/{irq}/{name}", cpus, FIELD)
+            yield ctx.setting(self.name, f"{self.name}/{irq}/{ALLOWED}", cpus, FIELD)
+            key = f"{self.name}/{irq}/{EFFECTIVE}"
+            yield ctx.setting(self.name, key, cpus, FIELD, effect=True)
 
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
         if setting.key == DEFAULT_KEY:
@@ -124,3 +146,18 @@ class IrqKnob(KnobFamily):
             # The kernel delivers to one CPU (or a few) of the allowed set.
             return got <= desired
         return got == desired
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        if key == DEFAULT_KEY:
+            if value is None:
+                return ()
+            return (Write(DEFAULT_AFFINITY, mask_for(value, topology)),)
+        match = _IRQ_KEY.fullmatch(key)
+        if match is None:
+            raise UnsafeStepError(f"refusing irq key {key!r}: not one quietcore knows")
+        if match.group(2) == EFFECTIVE or value is None:
+            # The effective affinity follows the allowed one; an IRQ absent before is gone.
+            return ()
+        return (Write(irq_file(int(match.group(1)), ALLOWED), _cpulist_value(value, key)),)

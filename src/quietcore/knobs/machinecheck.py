@@ -5,6 +5,9 @@ x86 kernels create one ``/sys/devices/system/machinecheck/machinecheck<cpu>`` de
 CPU when the CPU has MCE and MCA, so the keys are ``machinecheck/machinecheck<N>/ignore_ce``.
 A host without those CPU flags gets the single key ``machinecheck/ignore_ce``, reported for
 all devices together (usually: unsupported, as in VMs and on non-x86 machines).
+
+Converging writes ``ignore_ce`` of each device (for the all-devices key, of every device the
+readings show); the kernel forgets it at reboot, so the boot script writes it again.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterable
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 DEVICES = "/sys/devices/system/machinecheck"
@@ -27,6 +31,13 @@ MCE_FLAGS = frozenset({"mce", "mca"})
 
 _DEVICE_KEY = re.compile(r"^machinecheck/(machinecheck\d+)/ignore_ce$")
 _DEVICE = re.compile(r"/(machinecheck\d+)/ignore_ce$")
+_VALUE = re.compile(r"^[0-9]+$")
+# The all-devices key's actual when devices disagree: ``machinecheck0=1 machinecheck1=0``.
+_PER_DEVICE = re.compile(r"^(machinecheck\d+)=([0-9]+)$")
+
+
+def ignore_ce_path(device: str) -> str:
+    return f"{DEVICES}/{device}/ignore_ce"
 
 
 def ignore_ce_values(readings: Readings) -> dict[str, str]:
@@ -39,8 +50,15 @@ def ignore_ce_values(readings: Readings) -> dict[str, str]:
     return values
 
 
+def _checked(value: str, key: str) -> str:
+    if not _VALUE.fullmatch(value):
+        raise UnsafeStepError(f"refusing ignore_ce value {value!r} for {key}")
+    return value
+
+
 class MachinecheckKnob(KnobFamily):
     name = "machinecheck"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         if profile.kernel.mce_ignore_ce is None:
@@ -73,3 +91,25 @@ class MachinecheckKnob(KnobFamily):
         if device not in values:
             return Observation(None, "missing", f"no machine-check device {device}")
         return Observation(values[device])
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        match = _DEVICE_KEY.fullmatch(key)
+        if match is None and key != ALL_DEVICES_KEY:
+            raise UnsafeStepError(f"refusing machinecheck key {key!r}: not one quietcore knows")
+        if value is None:  # the device did not exist before: nothing to restore
+            return ()
+        if match is not None:
+            return (Write(ignore_ce_path(match.group(1)), _checked(value, key)),)
+        if "=" in value:
+            # Rolling back devices that disagreed: each gets its own value back.
+            pairs = [_PER_DEVICE.fullmatch(word) for word in value.split()]
+            if not pairs or not all(pairs):
+                raise UnsafeStepError(f"refusing ignore_ce values {value!r} for {key}")
+            return tuple(
+                Write(ignore_ce_path(pair.group(1)), pair.group(2)) for pair in pairs if pair
+            )
+        checked = _checked(value, key)
+        devices = ignore_ce_values(readings)
+        return tuple(Write(ignore_ce_path(device), checked) for device in devices)

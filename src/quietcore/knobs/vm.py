@@ -3,6 +3,9 @@
 Keys: ``vm/thp_enabled``, ``vm/thp_defrag`` (the THP files list every mode and bracket the
 active one: ``always [madvise] never``), ``vm/ksm_run`` (``0`` stopped, ``1`` merging, ``2``
 stopped after unmerging everything).
+
+Converging writes the mode word or the number back into the same file; the kernel forgets it
+at reboot, so the boot script writes it again.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.schema import MemorySection, Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
@@ -22,6 +26,9 @@ KSM_STOPPED = "0"
 KSM_UNMERGED = "2"
 
 _SELECTED = re.compile(r"\[([^\]]+)\]")
+# THP modes (always, madvise, never; defrag also defer, defer+madvise) and KSM's run number.
+_MODE = re.compile(r"^[a-z]+(?:\+[a-z]+)?$")
+_NUMBER = re.compile(r"^[0-9]+$")
 
 
 def selected_mode(text: str) -> str:
@@ -38,6 +45,7 @@ class _VmFile:
     absent: str  # why the file may not exist on a host
     declared: Callable[[MemorySection], str | None]
     parse: Callable[[str], str]
+    value: re.Pattern[str]  # what may be written back: the file takes one word, not the list
 
 
 _NO_THP = "kernel built without transparent hugepages"
@@ -49,6 +57,7 @@ _FILES = (
         _NO_THP,
         lambda m: m.thp,
         selected_mode,
+        _MODE,
     ),
     _VmFile(
         "vm/thp_defrag",
@@ -57,6 +66,7 @@ _FILES = (
         _NO_THP,
         lambda m: m.thp_defrag,
         selected_mode,
+        _MODE,
     ),
     _VmFile(
         "vm/ksm_run",
@@ -65,6 +75,7 @@ _FILES = (
         "kernel built without KSM",
         lambda m: None if m.ksm is None else ("1" if m.ksm else KSM_STOPPED),
         str.strip,
+        _NUMBER,
     ),
 )
 _BY_KEY = {file.key: file for file in _FILES}
@@ -72,6 +83,7 @@ _BY_KEY = {file.key: file for file in _FILES}
 
 class VmKnob(KnobFamily):
     name = "vm"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         return ReadSpec(
@@ -96,3 +108,15 @@ class VmKnob(KnobFamily):
         if setting.key == "vm/ksm_run" and setting.desired == KSM_STOPPED:
             return actual in (KSM_STOPPED, KSM_UNMERGED)
         return super().matches(setting, actual)
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        file = _BY_KEY.get(key)
+        if file is None:
+            raise UnsafeStepError(f"refusing vm key {key!r}: not one quietcore knows")
+        if value is None:  # the file did not exist before: nothing to restore
+            return ()
+        if not file.value.fullmatch(value):
+            raise UnsafeStepError(f"refusing to write {value!r} to {file.path}")
+        return (Write(file.path, value),)

@@ -3,7 +3,8 @@
 Keys: ``workqueue/cpumask`` (``/sys/devices/virtual/workqueue/cpumask``, every unbound
 workqueue) and ``workqueue/writeback_cpumask`` (``/sys/bus/workqueue/devices/writeback/
 cpumask``, the flusher workqueue, which newer kernels fold into the first). The kernel writes
-hex masks; quietcore reports and compares CPU lists.
+hex masks; quietcore reports and compares CPU lists, and converts back to a mask to write
+(the kernel forgets it at reboot, so the boot script writes it again).
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ from quietcore.knobs.base import (
     Setting,
     cpuset_observation,
 )
-from quietcore.profile.cpuset import format_cpulist, parse_cpumask
+from quietcore.profile.cpuset import (
+    CpuSetError,
+    format_cpulist,
+    format_cpumask,
+    parse_cpulist,
+    parse_cpumask,
+)
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 FIELD = "kernel.workqueue_mask"
@@ -36,8 +44,22 @@ MASK_FILES = {
 }
 
 
+def mask_for(cpulist: str, topology: Topology) -> str:
+    """A canonical CPU list as the hex mask a kernel mask file takes, printed as wide as the
+    kernel prints it (its possible CPUs), so writing back what was read is the same text.
+    Refuses an empty set, which the kernel refuses too."""
+    try:
+        cpus = parse_cpulist(cpulist)
+    except CpuSetError as error:
+        raise UnsafeStepError(f"refusing CPU list {cpulist!r}: {error}") from None
+    if not cpus:
+        raise UnsafeStepError("refusing an empty CPU mask: the kernel needs at least one CPU")
+    return format_cpumask(cpus, topology.possible_count)
+
+
 class WorkqueueKnob(KnobFamily):
     name = "workqueue"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         if profile.kernel.workqueue_mask is None:
@@ -54,3 +76,13 @@ class WorkqueueKnob(KnobFamily):
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
         path, absent = MASK_FILES[setting.key]
         return cpuset_observation(readings.first_line(path), absent, parse_cpumask)
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        if key not in MASK_FILES:
+            raise UnsafeStepError(f"refusing workqueue key {key!r}: not one quietcore knows")
+        if value is None:  # the file did not exist before: nothing to restore
+            return ()
+        path, _ = MASK_FILES[key]
+        return (Write(path, mask_for(value, topology)),)

@@ -1,0 +1,1 @@
+"""Change management: plan, apply, persist at boot, snapshot, journal and rollback."""

@@ -1,0 +1,92 @@
+"""Render converge steps as one POSIX sh script. Pure.
+
+This is the only place converge steps become shell text. Every argument is quoted with
+``shlex.quote`` after ``quietcore.steps`` checked it, and the script runs the whole batch in
+one round trip: a step that fails is reported on stderr and makes the script exit 1, but does
+not stop the steps after it, so one refused IRQ does not leave the others unset.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from quietcore.steps import ManagedFile, Run, Step, Write
+
+# The functions every script starts with. ``qc_block`` and ``qc_record`` let a journal line say
+# whether the steps of its key succeeded: the line is built on the controller in two halves
+# around the word ``ok`` or ``failed``.
+PRELUDE = r"""qc_failed=0
+qc_block_failed=0
+qc_fail() { echo "quietcore: $*" >&2; qc_failed=1; qc_block_failed=1; }
+qc_block() { qc_block_failed=0; }
+qc_write() { { printf '%s\n' "$2" > "$1"; } 2>/dev/null || qc_fail "could not write '$2' to $1"; }
+qc_run() { "$@" || qc_fail "failed (exit $?): $*"; }
+qc_systemd() { if [ -d /run/systemd/system ]; then qc_run "$@"; fi; }
+qc_put() {
+    mkdir -p "${1%/*}" && printf '%s' "$3" > "$1.qc-new" && chmod "$2" "$1.qc-new" &&
+        mv -f "$1.qc-new" "$1" || qc_fail "could not write $1"
+}
+# A directory left empty by the removal goes too (rmdir never removes a non-empty one).
+qc_remove() { rm -f "$1" || qc_fail "could not remove $1"; rmdir "${1%/*}" 2>/dev/null || :; }
+qc_backup() {
+    [ ! -e "$1" ] || [ -e "$2" ] || { mkdir -p "${2%/*}" && cp -p "$1" "$2"; } ||
+        qc_fail "could not back up $1"
+}
+qc_restore() { cp -p "$2" "$1" || qc_fail "could not restore $1 from $2"; }
+qc_record() {
+    mkdir -p "${1%/*}" || qc_fail "could not create ${1%/*}"
+    if [ "$qc_block_failed" = 0 ]; then r=ok; else r=failed; fi
+    printf '%s%s%s\n' "$2" "$r" "$3" >> "$1" || qc_fail "could not append to $1"
+}"""
+EPILOGUE = 'exit "$qc_failed"'
+
+
+def quote_all(arguments: Iterable[str]) -> str:
+    return " ".join(shlex.quote(argument) for argument in arguments)
+
+
+def step_line(step: Step) -> str:
+    if isinstance(step, Write):
+        return f"qc_write {quote_all((step.path, step.value))}"
+    runner = "qc_systemd" if step.systemd_only else "qc_run"
+    return f"{runner} {quote_all(step.argv)}"
+
+
+def put_line(file: ManagedFile) -> str:
+    return f"qc_put {quote_all((file.path, file.mode, file.content))}"
+
+
+def remove_line(path: str) -> str:
+    return f"qc_remove {shlex.quote(path)}"
+
+
+def backup_line(path: str, backup: str) -> str:
+    return f"qc_backup {quote_all((path, backup))}"
+
+
+def restore_line(path: str, backup: str) -> str:
+    return f"qc_restore {quote_all((path, backup))}"
+
+
+@dataclass(frozen=True)
+class JournalLine:
+    """A journal record whose result word (``ok``/``failed``) the host fills in."""
+
+    head: str
+    tail: str
+
+
+def record_line(journal: str, line: JournalLine) -> str:
+    return f"qc_record {quote_all((journal, line.head, line.tail))}"
+
+
+def runs_once(runs: Iterable[Run]) -> list[Run]:
+    """Activation commands in first-seen order without repeats (two files, one update-grub)."""
+    return list(dict.fromkeys(runs))
+
+
+def script(lines: Sequence[str]) -> str:
+    """A complete script: the prelude, ``lines``, and an exit status that reports failures."""
+    return "\n".join([PRELUDE, *lines, EPILOGUE]) + "\n"

@@ -1,0 +1,78 @@
+"""What converging a host is made of: kernel-file writes, fixed commands, and owned files.
+
+Knob families describe changes with these values and never with shell text; the shell is
+rendered in one place (``quietcore.converge.shell``), after every part has been checked
+against the patterns below. Pure: nothing here touches a host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Kernel files quietcore writes at runtime: concrete sysfs and procfs paths, no globs.
+KERNEL_FILE = re.compile(r"^/(?:proc|sys)/[A-Za-z0-9_.:+/-]+$")
+# Values written to kernel files: numbers, CPU lists, masks, mode words, sysctl lists.
+KERNEL_VALUE = re.compile(r"^[A-Za-z0-9 ,._:=+/\[\]-]*$")
+# Configuration files quietcore may own: under /etc, /boot or its own state directory.
+CONFIG_FILE = re.compile(r"^/(?:etc|boot|var/lib/quietcore|var/lib/kubelet)/[A-Za-z0-9_.@+/-]+$")
+# One argument of a fixed command: printable, no newline, no NUL (it is quoted, not trusted).
+ARGUMENT = re.compile(r"^[^\x00-\x1f\x7f]*$")
+FILE_MODE = re.compile(r"^0[0-7]{3}$")
+
+
+class UnsafeStepError(ValueError):
+    """A step that would write outside the allowed files or carry text the shell could misread."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write ``value`` and a newline into a kernel file (``/proc/sys/...``, ``/sys/...``)."""
+
+    path: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not KERNEL_FILE.fullmatch(self.path) or "/../" in self.path:
+            raise UnsafeStepError(f"refusing to write {self.path!r}: not a kernel file path")
+        if not KERNEL_VALUE.fullmatch(self.value):
+            raise UnsafeStepError(f"refusing to write {self.value!r} to {self.path}")
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run a program with fixed arguments. ``systemd_only``: skip it where PID 1 is not
+    systemd (containers, this project's CI sandbox), where ``systemctl`` has nothing to ask."""
+
+    argv: tuple[str, ...]
+    systemd_only: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.argv or not all(ARGUMENT.fullmatch(argument) for argument in self.argv):
+            raise UnsafeStepError(f"refusing to run {self.argv!r}")
+
+
+Step = Write | Run
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    """A configuration file quietcore renders in full and owns on a host.
+
+    ``activate`` makes the system take a change to it into account (``update-grub``,
+    ``systemctl daemon-reload``); it runs after the file is written and again after rollback
+    removes or restores it. ``reboot``: the change takes effect only at the next boot.
+    """
+
+    path: str
+    content: str
+    family: str
+    activate: tuple[Run, ...] = ()
+    reboot: bool = False
+    mode: str = "0644"
+
+    def __post_init__(self) -> None:
+        if not CONFIG_FILE.fullmatch(self.path) or "/../" in self.path:
+            raise UnsafeStepError(f"refusing to own {self.path!r}: not an allowed config path")
+        if "\x00" in self.content or not FILE_MODE.fullmatch(self.mode):
+            raise UnsafeStepError(f"refusing the content or mode of {self.path}")
