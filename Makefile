@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	@echo "using $(PYTHON) ($$($(PYTHON) --version))"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,molecule]'
 	touch $@
 
 venv: $(VENV)/.installed
@@ -37,20 +37,32 @@ test: lint
 	$(VENV)/bin/pytest -q
 
 # The demo's default target is a lab VM (4 CPUs, 2 NUMA nodes, a 4-queue NIC) built and booted
-# here; the first run builds the image (~2 min, needs root and the Debian mirror). It stays up
-# for you to explore (`quietcore lab ssh demo`); `make demo-down` stops it.
-# DEMO_TARGET=@local (or user@host, or an inventory file) points the demo elsewhere.
+# here; the first run builds the image (~2 min, needs root and the Debian mirror). The demo
+# verifies (drift expected), plans, applies with a reboot where needed, and verifies again
+# (zero drift expected). The lab stays up for you to explore (`quietcore lab ssh demo`,
+# `quietcore history ...`, `quietcore rollback ...`); `make demo-down` stops it.
+# DEMO_TARGET=@local (or user@host, or an inventory file) points the demo elsewhere: it then
+# changes that host, after the plan, without asking (DEMO_APPLY=no stops after the plan).
+DEMO_APPLY ?= yes
 demo: venv
-	@set -e; target='$(DEMO_TARGET)'; \
+	@set -e; target='$(DEMO_TARGET)'; q=$(VENV)/bin/quietcore; \
 	if [ "$$target" = lab ]; then \
-	  echo "== lab up $(DEMO_LAB)"; target=$$($(VENV)/bin/quietcore lab up $(DEMO_LAB)); fi; \
+	  echo "== lab up $(DEMO_LAB)"; target=$$($$q lab up $(DEMO_LAB)); fi; \
 	echo "== topology of $$target"; \
-	$(VENV)/bin/quietcore topology "$$target"; \
-	echo "== profile '$(DEMO_PROFILE)' resolved for $$target"; \
-	$(VENV)/bin/quietcore profiles show $(DEMO_PROFILE) --resolved-for "$$target"; \
+	$$q topology "$$target"; \
 	echo "== verify: declared vs actual (exit 1 = drift, expected on an untuned host)"; \
-	rc=0; $(VENV)/bin/quietcore verify --profile $(DEMO_PROFILE) --problems-only "$$target" || rc=$$?; \
-	[ $$rc -le 1 ] || exit $$rc
+	rc=0; $$q verify --profile $(DEMO_PROFILE) --problems-only "$$target" || rc=$$?; \
+	[ $$rc -le 1 ] || exit $$rc; \
+	echo "== plan: what apply would change (nothing is touched)"; \
+	rc=0; $$q plan --profile $(DEMO_PROFILE) "$$target" || rc=$$?; \
+	[ $$rc -le 1 ] || exit $$rc; \
+	[ '$(DEMO_APPLY)' = yes ] || exit 0; \
+	echo "== apply, rebooting if needed, then verify (exit 0 = zero drift)"; \
+	$$q apply --profile $(DEMO_PROFILE) --reboot if-needed --yes "$$target"; \
+	echo "== verify again, every setting"; \
+	$$q verify --profile $(DEMO_PROFILE) "$$target"; \
+	echo "== history"; \
+	$$q history "$$target"
 
 demo-down: venv
 	$(VENV)/bin/quietcore lab down demo

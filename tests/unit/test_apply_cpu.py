@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pytest
 from tests.bundles import load_readings
-from tests.unit.lab_apply_hosts import lab_readings, lab_results, lab_topology, writes
 from tests.unit.knob_hosts import context, profile
+from tests.unit.lab_apply_hosts import lab_readings, lab_results, lab_topology, writes
 from tests.unit.platform_knob_hosts import CAPTURE_PROFILE, capture_topology
 
 from quietcore.knobs.base import Setting

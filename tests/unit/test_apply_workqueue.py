@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 from tests.bundles import load_readings
-from tests.unit.lab_apply_hosts import lab_readings, lab_results, lab_topology, writes
 from tests.unit.knob_hosts import CAPTURE_PROFILE, context, synthetic_host, this_vm
+from tests.unit.lab_apply_hosts import lab_readings, lab_results, lab_topology, writes
 
 from quietcore.knobs.workqueue import WorkqueueKnob
 from quietcore.readings import Readings

@@ -113,7 +113,11 @@ def test_desired_only_declared_fields_with_the_config_path() -> None:
         ("kubelet/reservedSystemCPUs", "0,4", "containers.kubelet.reserved_system_cpus"),
         ("kubelet/kubeReserved", "cpu=500m,memory=1Gi", "containers.kubelet.kube_reserved"),
     ]
-    assert KNOB.reads(declared).files == ("/etc/kubernetes/kubelet.yaml",)
+    # The configuration file, then the drop-ins of the directory quietcore renders into.
+    assert KNOB.reads(declared).files == (
+        "/etc/kubernetes/kubelet.yaml",
+        "/etc/kubernetes/kubelet.conf.d/*.conf",
+    )
     only_path = profile(containers={"kubelet": {"config_path": "/etc/k.yaml"}})
     assert KNOB.reads(only_path).files == ()
     assert not list(KNOB.desired(context(only_path, host)))

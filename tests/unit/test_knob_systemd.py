@@ -88,7 +88,8 @@ def test_desired_config_and_its_boot_time_effect() -> None:
         KNOB.desired(context(RESERVED_0_4, synthetic_host(), reserved=frozenset({0, 4})))
     )
     assert [(s.key, s.desired, s.reboot_required, s.field) for s in settings] == [
-        ("systemd/CPUAffinity", "0,4", False, "containers.systemd.cpu_affinity"),
+        # Both take a reboot: systemd reads its drop-in only at boot.
+        ("systemd/CPUAffinity", "0,4", True, "containers.systemd.cpu_affinity"),
         ("systemd/pid1_cpus_allowed", "0,4", True, "containers.systemd.cpu_affinity"),
     ]
     assert "/etc/systemd/system.conf.d/*.conf" in KNOB.reads(RESERVED_0_4).files

@@ -6,6 +6,8 @@ A plan lists, per key, the value before and after and how the change happens:
   keeps it across reboots);
 - ``at-boot``: only a reboot makes it true (kernel arguments, systemd's CPUAffinity); the file
   that makes it so is in the plan's files, or already written by an earlier apply;
+- ``by-file``: the family's configuration file sets it when written (irqbalance's banned
+  CPUs: the file and a service restart); the file is in the plan's files;
 - ``effect``: a consequence that proves other keys work (``/sys/.../isolated``); it follows;
 - ``manual``: quietcore cannot set it here (a sysctl the kernel lacks), with the reason.
 
@@ -34,7 +36,7 @@ from quietcore.readings import HostRead, Readings, ReadSpec
 from quietcore.steps import ManagedFile, Run, Step, UnsafeStepError
 from quietcore.topology import Topology, parse_topology
 
-ChangeKind = Literal["now", "at-boot", "effect", "manual"]
+ChangeKind = Literal["now", "at-boot", "by-file", "effect", "manual"]
 FileAction = Literal["create", "update", "remove", "restore"]
 PlanKind = Literal["apply", "rollback"]
 CANNOT_SET = "quietcore cannot set this key on this host"
@@ -130,6 +132,8 @@ def _how(
         return "now", steps, ""
     if setting.reboot_required:
         return "at-boot", (), ""
+    if family(setting.family).managed_paths:
+        return "by-file", (), ""
     return "manual", (), CANNOT_SET
 
 
@@ -331,6 +335,14 @@ def rollback_reads(snapshot: Snapshot) -> ReadSpec:
     return merge_reads([*(reads_for_profile(profile) for profile in profiles), managed_reads()])
 
 
+def _restore_kind(saved: SavedKey, steps: tuple[Step, ...]) -> ChangeKind:
+    if steps:
+        return "now"
+    if saved.reboot:
+        return "at-boot"
+    return "by-file" if family(saved.family).managed_paths else "manual"
+
+
 def plan_rollback(read: HostRead, snapshot: Snapshot) -> HostPlan:
     """Put every snapshot key back and undo every file, as the snapshot says."""
     if read.readings is None:
@@ -344,7 +356,7 @@ def plan_rollback(read: HostRead, snapshot: Snapshot) -> HostPlan:
         if check.restored:
             continue
         steps = family(saved.family).steps_to_set(key, saved.before, readings, topology)
-        kind: ChangeKind = "now" if steps else ("at-boot" if saved.reboot else "manual")
+        kind = _restore_kind(saved, steps)
         changes.append(
             Change(
                 key,

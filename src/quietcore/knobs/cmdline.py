@@ -8,12 +8,23 @@ one the kernel applies. An argument on the command line proves nothing by itself
 effect is checked too: ``isolation/isolated`` against ``/sys/devices/system/cpu/isolated`` and
 ``isolation/nohz_full`` against ``/sys/devices/system/cpu/nohz_full``. Everything here takes
 effect only at boot.
+
+Converging depends on the boot loader, told apart by one constant reading (which of
+``update-grub`` and ``grubby`` exist, and whether ``/boot/loader/entries`` does):
+
+- Debian, Ubuntu (GRUB, ``update-grub``): ``/etc/default/grub.d/90-quietcore.cfg`` appends
+  every argument to ``GRUB_CMDLINE_LINUX_DEFAULT``. ``grub-mkconfig`` sources it after
+  ``/etc/default/grub`` and puts that variable last on the ``linux`` line, so these arguments
+  are the last occurrences, the ones the kernel applies. ``update-grub`` activates it.
+- RHEL, Fedora (BLS entries, ``grubby``): no file; ``grubby --update-kernel=ALL`` adds each
+  argument (replacing one of the same name) or, on rollback of an argument that was absent,
+  removes it.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 from quietcore.knobs.base import (
     KnobFamily,
@@ -26,6 +37,7 @@ from quietcore.profile.cpuset import CpuSet, format_cpulist, parse_cpulist
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import CpuSection, Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import ManagedFile, Run, Step, UnsafeStepError
 from quietcore.topology import Topology
 
 PROC_CMDLINE = "/proc/cmdline"
@@ -39,6 +51,21 @@ SIZE_ARGUMENTS = frozenset({"default_hugepagesz"})
 # isolcpus without flags means ``domain`` (kernel/sched/isolation.c).
 DEFAULT_ISOLCPUS_FLAGS = frozenset({"domain"})
 
+GRUB_DROP_IN = "/etc/default/grub.d/90-quietcore.cfg"
+BOOT_COMMAND = "cmdline-boot"
+# Which tools can persist kernel arguments here, and whether the host boots BLS entries.
+BOOT_SHELL = (
+    'PATH="$PATH:/usr/sbin:/sbin"; for tool in update-grub grubby; do'
+    ' command -v "$tool" >/dev/null 2>&1 && echo "tool=$tool"; done;'
+    " [ -d /boot/loader/entries ] && echo bls=yes; true"
+)
+# Argument text that GRUB's shell-sourced configuration, the GRUB script that update-grub
+# generates from it, and grubby all take literally: no quotes, '$', backslash, backtick,
+# whitespace, ';' or globbing characters; the schema's set plus '@' and '!' (crashkernel=,
+# acpi_osi=), which rollback may meet on a host's command line.
+_SAFE_ARGUMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,:=/+@!-]*$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 _MEMPARSE = re.compile(r"^(\d+)([KMGTPE]?)$", re.IGNORECASE)
 _END_OF_KERNEL_ARGUMENTS = "--"
 
@@ -127,6 +154,41 @@ def same_argument(desired: str, actual: str) -> bool:
     return _same_value(name, desired_value, actual_value)
 
 
+# --- The boot loader and safe argument text ---------------------------------------------------
+
+
+def boot_loader(readings: Readings) -> str | None:
+    """``grub`` (update-grub and its drop-in), ``grubby``, or ``None`` (neither, or not read).
+    grubby wins where BLS entries exist: there update-grub (if installed at all) is not what
+    the host boots from."""
+    result = readings.command(BOOT_COMMAND)
+    if result is None:
+        return None
+    tools = {line.partition("=")[2] for line in result.lines if line.startswith("tool=")}
+    if "grubby" in tools and ("bls=yes" in result.lines or "update-grub" not in tools):
+        return "grubby"
+    return "grub" if "update-grub" in tools else None
+
+
+def checked_argument(argument: str) -> str:
+    if not _SAFE_ARGUMENT.fullmatch(argument):
+        raise UnsafeStepError(
+            f"refusing kernel argument {argument!r}: GRUB or grubby could misread it"
+        )
+    return argument
+
+
+def _checked_name(key: str) -> str:
+    name = key.removeprefix("cmdline/")
+    if name == key or not _SAFE_NAME.fullmatch(name):
+        raise UnsafeStepError(f"refusing key {key!r}: not cmdline/<argument name>")
+    return name
+
+
+def _comment(text: str) -> str:
+    return _UNPRINTABLE.sub("?", text)
+
+
 # --- What a profile declares -------------------------------------------------------------------
 
 
@@ -175,11 +237,14 @@ def _declared_arguments(profile: Profile, isolated: CpuSet) -> Iterator[tuple[st
 
 class CmdlineKnob(KnobFamily):
     name = "cmdline"
+    managed_paths = (GRUB_DROP_IN,)
 
     def reads(self, profile: Profile) -> ReadSpec:
-        files = [PROC_CMDLINE] if _declares_arguments(profile) else []
+        declares = _declares_arguments(profile)
+        files = [PROC_CMDLINE] if declares else []
         files += [_EFFECT_FILES[key][0] for key in _effect_checks(profile.cpu)]
-        return ReadSpec(files=tuple(files))
+        commands = ((BOOT_COMMAND, BOOT_SHELL),) if declares else ()
+        return ReadSpec(files=tuple(files), commands=commands)
 
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
 
@@ -198,7 +263,7 @@ class CmdlineKnob(KnobFamily):
                 by_name[name] = ctx.setting(self.name, key, argument, field, reboot=True)
         isolated = format_cpulist(ctx.cpus.isolated)
         effects = [
-            ctx.setting(self.name, key, isolated, field, reboot=True)
+            ctx.setting(self.name, key, isolated, field, reboot=True, effect=True)
             for key, field in _effect_checks(ctx.profile.cpu).items()
         ]
         return [*by_name.values(), *effects]
@@ -213,10 +278,56 @@ class CmdlineKnob(KnobFamily):
         name = setting.key.removeprefix(f"{self.name}/")
         argument = last_argument(kernel_arguments(cmdline), name)
         if argument is None:
-            return Observation(None, reason="not on the running kernel's command line")
+            reason = "not on the running kernel's command line"
+            if readings.command(BOOT_COMMAND) is not None and boot_loader(readings) is None:
+                reason += "; neither update-grub nor grubby here to add it at boot"
+            return Observation(None, reason=reason)
         return Observation(argument)
 
     def matches(self, setting: Setting, actual: str) -> bool:
         if setting.key in _EFFECT_FILES:
             return super().matches(setting, actual)
         return same_argument(setting.desired, actual)
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        if key in _EFFECT_FILES:  # an effect: the arguments produce it at boot
+            return ()
+        name = _checked_name(key)
+        # With GRUB the drop-in file carries every argument; only grubby edits entries.
+        if boot_loader(readings) != "grubby":
+            return ()
+        if value is None:  # absent before: take it out again
+            return (Run(("grubby", "--update-kernel=ALL", f"--remove-args={name}")),)
+        if argument_name(value) != name:
+            raise UnsafeStepError(f"refusing {value!r} for {key}: another argument's name")
+        # grubby drops an argument of the same name before adding this one.
+        return (Run(("grubby", "--update-kernel=ALL", f"--args={checked_argument(value)}")),)
+
+    def native_files(
+        self, settings: Sequence[Setting], readings: Readings, topology: Topology
+    ) -> tuple[ManagedFile, ...]:
+        arguments = sorted(
+            (s for s in settings if s.key.startswith("cmdline/") and not s.effect),
+            key=lambda s: s.key,
+        )
+        if not arguments or boot_loader(readings) != "grub":
+            return ()
+        lines = [
+            "# Owned by quietcore: rendered in full at every apply, edits here are overwritten;",
+            "# `quietcore rollback` removes this file and runs update-grub again. grub-mkconfig",
+            "# sources it after /etc/default/grub and puts GRUB_CMDLINE_LINUX_DEFAULT last on the",
+            "# kernel command line: each argument below is its last occurrence, the one the kernel",
+            "# applies. Takes effect at the next boot. The arguments and where they come from:",
+        ]
+        for setting in arguments:
+            _checked_name(setting.key)
+            argument = checked_argument(setting.desired)
+            where = _comment(setting.source or "source unknown")
+            lines.append(f"#   {argument}: {_comment(setting.field)} ({where})")
+        words = " ".join(setting.desired for setting in arguments)
+        lines.append(f'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT {words}"')
+        content = "\n".join(lines) + "\n"
+        update = Run(("update-grub",))
+        return (ManagedFile(GRUB_DROP_IN, content, self.name, activate=(update,), reboot=True),)

@@ -8,11 +8,17 @@ irqbalance 1.9 still honours a non-empty legacy mask *before* the list, so that 
 
 ``disabled`` -> ``irqbalance/service`` = ``inactive``: not running, and (under systemd) not
 enabled to start at the next boot either.
+
+Converging: the banned list is written into the environment file the host has (irqbalance's
+package ships it; Debian's path when neither exists), every existing banned-CPU assignment
+removed so that no legacy mask overrides the list, and irqbalance restarted if it runs. The
+service is stopped/started and disabled/enabled with systemctl, which persists it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
@@ -20,6 +26,7 @@ from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist,
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import ManagedFile, Run, Step, UnsafeStepError
 from quietcore.topology import Topology
 
 FIELD = "irq.irqbalance"
@@ -29,6 +36,20 @@ CONFIG_FILES = ("/etc/default/irqbalance", "/etc/sysconfig/irqbalance")
 CPULIST_VAR = "IRQBALANCE_BANNED_CPULIST"
 MASK_VAR = "IRQBALANCE_BANNED_CPUS"
 NOT_INSTALLED = "irqbalance is not installed (nothing rebalances IRQs)"
+UNIT = "irqbalance.service"
+# Any assignment of a banned-CPU variable, live or exported (commented lines are not).
+_BANNED_ASSIGNMENT = re.compile(rf"^\s*(?:export\s+)?(?:{CPULIST_VAR}|{MASK_VAR})\s*=")
+# quietcore's comment lines in the file; dropped and written again at every render.
+MARK = "# quietcore:"
+_CPULIST = re.compile(r"^[0-9,-]+$")
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+# Service value (as ``observe`` reports it) -> the systemctl runs that give it.
+SERVICE_STEPS = {
+    "inactive": (("disable", "--now", UNIT),),
+    "inactive, enabled at boot": (("stop", UNIT), ("enable", UNIT)),
+    "active": (("disable", UNIT), ("start", UNIT)),
+    "active, enabled at boot": (("enable", "--now", UNIT),),
+}
 
 STATE_COMMAND = "irqbalance-state"
 # Prints key=value lines: where the binary is (if anywhere), the init system, and whether the
@@ -116,8 +137,38 @@ def banned_observation(path: str, variables: dict[str, str]) -> Observation:
     )
 
 
+def environment_path(readings: Readings) -> str | None:
+    """The environment file to write: the one the host has (the one ``observe`` reads), or
+    Debian's where irqbalance is installed without one; ``None`` without irqbalance."""
+    for path in CONFIG_FILES:
+        if readings.lines(path) is not None:
+            return path
+    state = daemon_state(readings)
+    return CONFIG_FILES[0] if state is not None and state.installed else None
+
+
+def render_environment(lines: Iterable[str], cpulist: str, setting: Setting) -> str:
+    """``lines`` without any banned-CPU assignment nor an earlier quietcore block, then the
+    block: rendering the result again gives the same text."""
+    if not _CPULIST.fullmatch(cpulist):
+        raise UnsafeStepError(f"refusing banned CPU list {cpulist!r}")
+    kept = [
+        line for line in lines if not _BANNED_ASSIGNMENT.match(line) and not line.startswith(MARK)
+    ]
+    while kept and not kept[-1].strip():
+        kept.pop()
+    where = _UNPRINTABLE.sub("?", f"{setting.field} ({setting.source or 'source unknown'})")
+    block = [
+        f"{MARK} {CPULIST_VAR} below is owned by quietcore, from {where};",
+        f"{MARK} other banned-CPU lines were removed. `quietcore rollback` restores this file.",
+        f"{CPULIST_VAR}={cpulist}",
+    ]
+    return "\n".join([*kept, "", *block] if kept else block) + "\n"
+
+
 class IrqbalanceKnob(KnobFamily):
     name = "irqbalance"
+    managed_paths = CONFIG_FILES
 
     def reads(self, profile: Profile) -> ReadSpec:
         if profile.irq.irqbalance is None:
@@ -162,3 +213,28 @@ class IrqbalanceKnob(KnobFamily):
         if not state.installed and not state.running:
             reason = "irqbalance is not installed"
         return Observation(actual, reason=reason)
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        if key == BANNED_KEY:  # the environment file carries the list
+            return ()
+        if key != SERVICE_KEY:
+            raise UnsafeStepError(f"refusing key {key!r}: not one quietcore knows")
+        if value is None:
+            return ()
+        if value not in SERVICE_STEPS:
+            raise UnsafeStepError(f"refusing {key} = {value!r}: not a state quietcore sets")
+        return tuple(Run(("systemctl", *argv), systemd_only=True) for argv in SERVICE_STEPS[value])
+
+    def native_files(
+        self, settings: Sequence[Setting], readings: Readings, topology: Topology
+    ) -> tuple[ManagedFile, ...]:
+        banned = [setting for setting in settings if setting.key == BANNED_KEY]
+        path = environment_path(readings)
+        if not banned or path is None:
+            return ()
+        content = render_environment(readings.lines(path) or (), banned[0].desired, banned[0])
+        # irqbalance reads its environment only at start; try-restart leaves a stopped one be.
+        restart = Run(("systemctl", "try-restart", UNIT), systemd_only=True)
+        return (ManagedFile(path, content, self.name, activate=(restart,)),)

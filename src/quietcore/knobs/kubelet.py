@@ -5,18 +5,32 @@ Keys: ``kubelet/config`` (the configuration file, ``containers.kubelet.config_pa
 ``kubelet/<field>`` for each declared field, named as in ``kubelet.config.k8s.io/v1beta1``:
 cpuManagerPolicy, cpuManagerPolicyOptions, topologyManagerPolicy, topologyManagerScope,
 memoryManagerPolicy, reservedSystemCPUs (a CPU list), systemReserved, kubeReserved. Maps are
-canonical ``k=v,k=v`` sorted by key. A field the file does not set has the kubelet's default.
+canonical ``k=v,k=v`` sorted by key. A field no file sets has the kubelet's default.
 
-The YAML is parsed here, on the controller: the host only sends the file's lines. ``observe``
-sees the readings but not the profile, so a field finds the configuration as the file read
-whose ``kind`` is ``KubeletConfiguration`` (only this family reads one); ``kubelet/config``
-carries the configured path and says when it is absent or not a kubelet configuration.
+The value is the one the kubelet computes at start: its configuration file, then each
+``*.conf`` drop-in of its ``--config-dir`` in lexical order, merged over it as a JSON merge
+patch (RFC 7386: a field replaces, a map merges key by key, ``null`` deletes). quietcore
+converges by rendering its own drop-in, ``/etc/kubernetes/kubelet.conf.d/90-quietcore.conf``,
+and reads that directory's drop-ins. A kubelet that runs without ``--config-dir`` (kubeadm does
+not pass it) or with another directory ignores them, so the running kubelet's arguments are
+read too and say which files count. A kubelet that is not running is assumed to start with
+``--config-dir`` set to that directory.
+
+The YAML is parsed here, on the controller: the host only sends the files' lines. ``observe``
+sees the readings but not the profile, so the configuration file is the file read, outside the
+drop-in directory, whose ``kind`` is ``KubeletConfiguration`` (only this family reads one);
+``kubelet/config`` carries the configured path and says when it is absent or not a kubelet
+configuration. A host with neither a kubelet program nor that file is not a Kubernetes node:
+every key is ``unsupported`` there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 import yaml
@@ -25,11 +39,36 @@ from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Settin
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import ManagedFile, UnsafeStepError
 from quietcore.topology import Topology
 
 SECTION = "containers.kubelet"
 CONFIG_KEY = "kubelet/config"
 KIND = "KubeletConfiguration"
+API_VERSION = "kubelet.config.k8s.io/v1beta1"
+DROP_IN_DIR = "/etc/kubernetes/kubelet.conf.d"
+DROP_IN_GLOB = f"{DROP_IN_DIR}/*.conf"  # the kubelet reads only files named *.conf
+DROP_IN = f"{DROP_IN_DIR}/90-quietcore.conf"
+NO_KUBELET = "not a Kubernetes node: no kubelet"
+
+STATE_COMMAND = "kubelet-state"
+# Prints ``installed=<path>`` for the kubelet program in the usual places, and for a running
+# kubelet ``running=yes`` plus its --config-dir arguments (``arg=`` lines: the flag and the
+# argument after it, which is the directory when given as two words).
+STATE_SHELL = (
+    "for p in /usr/bin/kubelet /usr/local/bin/kubelet /opt/bin/kubelet /usr/sbin/kubelet"
+    ' /snap/bin/kubelet; do [ -x "$p" ] && echo "installed=$p" && break; done;'
+    " comm=$(grep -slx kubelet /proc/[0-9]*/comm 2>/dev/null | head -n 1);"
+    ' if [ -n "$comm" ]; then echo running=yes;'
+    " tr '\\000' '\\n' < \"${comm%/comm}/cmdline\""
+    " | grep -x -A1 -e '--config-dir' -e '--config-dir=.*' | sed 's/^/arg=/'; fi; true"
+)
+# The kubelet keeps its managers' assignments in state files that refuse a policy change.
+STATE_FILES = {
+    "cpuManagerPolicy": "/var/lib/kubelet/cpu_manager_state",
+    "memoryManagerPolicy": "/var/lib/kubelet/memory_manager_state",
+}
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -74,8 +113,57 @@ def parse_configuration(lines: Iterable[str]) -> dict[str, Any]:
     return document
 
 
+def merge_patch(target: object, patch: object) -> object:
+    """RFC 7386, as the kubelet merges a drop-in over its configuration."""
+    if not isinstance(patch, dict):
+        return patch
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = merge_patch(merged.get(key), value)
+    return merged
+
+
+# --- What the host has ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KubeletState:
+    installed: bool
+    running: bool
+    config_dir: str | None  # the running kubelet's --config-dir; None when it has none
+
+
+def kubelet_state(readings: Readings) -> KubeletState | None:
+    """``None`` when the state was not read (an older capture, a profile without kubelet)."""
+    result = readings.command(STATE_COMMAND)
+    if result is None:
+        return None
+    args = [line.removeprefix("arg=") for line in result.lines if line.startswith("arg=")]
+    config_dir = None
+    for index, arg in enumerate(args):
+        if arg.startswith("--config-dir="):
+            config_dir = arg.partition("=")[2]
+        elif arg == "--config-dir" and index + 1 < len(args):
+            config_dir = args[index + 1]
+    return KubeletState(
+        installed=any(line.startswith("installed=") for line in result.lines),
+        running="running=yes" in result.lines,
+        config_dir=None if config_dir is None else (config_dir.rstrip("/") or "/"),
+    )
+
+
+def _in_drop_in_dir(path: str) -> bool:
+    return str(PurePosixPath(path).parent) == DROP_IN_DIR
+
+
 def find_configuration(readings: Readings) -> tuple[str, dict[str, Any]] | None:
+    """The kubelet's configuration file among the files read: not a drop-in, and of its kind."""
     for path, lines in readings.files.items():
+        if _in_drop_in_dir(path):
+            continue
         if any(line.startswith("kind:") and KIND in line for line in lines):
             try:
                 return path, parse_configuration(lines)
@@ -84,9 +172,64 @@ def find_configuration(readings: Readings) -> tuple[str, dict[str, Any]] | None:
     return None
 
 
-def field_observation(field: KubeletField, path: str, config: dict[str, Any]) -> Observation:
+@dataclass(frozen=True)
+class Effective:
+    config: dict[str, Any]
+    set_by: dict[str, list[str]]  # top-level field -> every file that set it, in order
+    files: tuple[str, ...]  # every file merged, in order
+    note: str = ""  # which drop-ins count, when that is not plain
+
+
+def drop_in_note(state: KubeletState | None) -> tuple[bool, str]:
+    """Whether the drop-ins of ``DROP_IN_DIR`` count, and what to say about it."""
+    if state is None:  # nothing known about the kubelet (an older capture): as configured
+        return True, ""
+    if not state.running:
+        return True, f"kubelet not running: assuming it starts with --config-dir={DROP_IN_DIR}"
+    if state.config_dir == DROP_IN_DIR:
+        return True, ""
+    if state.config_dir is None:
+        return False, f"the running kubelet has no --config-dir: {DROP_IN_DIR} is ignored"
+    return False, (
+        f"the running kubelet reads drop-ins from {state.config_dir}, not {DROP_IN_DIR} "
+        "(not read by quietcore)"
+    )
+
+
+def effective_configuration(readings: Readings) -> Effective | str | None:
+    """The configuration the kubelet computes; ``None`` without a configuration file, the
+    reason when a drop-in breaks it (the kubelet would refuse to start)."""
+    found = find_configuration(readings)
+    if found is None:
+        return None
+    path, config = found
+    set_by = {name: [path] for name in config}
+    files = [path]
+    counts, note = drop_in_note(kubelet_state(readings))
+    if counts:
+        for drop_in, lines in readings.glob(DROP_IN_GLOB).items():
+            try:
+                patch = yaml.safe_load("\n".join(lines))
+            except yaml.YAMLError as error:
+                return f"drop-in {drop_in} is not YAML ({error}): the kubelet would not start"
+            if patch is None:
+                continue
+            if not isinstance(patch, dict) or patch.get("kind", KIND) != KIND:
+                return f"drop-in {drop_in} is not a {KIND}: the kubelet would not start"
+            merged = merge_patch(config, patch)
+            assert isinstance(merged, dict)
+            config = merged
+            for name in patch:
+                set_by.setdefault(name, []).append(drop_in)
+            files.append(drop_in)
+    return Effective(config, set_by, tuple(files), note)
+
+
+def field_observation(field: KubeletField, effective: Effective) -> Observation:
+    config = effective.config
     if field.name not in config:
-        return Observation(field.default, reason=f"not set in {path}: the kubelet's default")
+        where = ", ".join(effective.files)
+        return Observation(field.default, reason=f"not set in {where}: the kubelet's default")
     value = config[field.name]
     if field.kind == "map":
         if not isinstance(value, dict):
@@ -100,14 +243,70 @@ def field_observation(field: KubeletField, path: str, config: dict[str, Any]) ->
     return Observation(scalar_text(value))
 
 
+def _with_reason(seen: Observation, *notes: str) -> Observation:
+    reason = "; ".join(note for note in (seen.reason, *notes) if note)
+    return Observation(seen.actual, seen.status, reason)
+
+
+# --- What quietcore renders ---------------------------------------------------------------------
+
+
+def _yaml_text(text: str) -> str:
+    """A JSON string is a YAML double-quoted scalar: always a string, never ``true`` or a
+    number, whatever the text (the kubelet wants strings in these maps and fields)."""
+    return json.dumps(text)
+
+
+def _field_lines(field: KubeletField, desired: str) -> list[str]:
+    if field.kind == "map":
+        pairs = [item.partition("=") for item in desired.split(",") if item]
+        if any(not sep or not key for key, sep, _ in pairs):
+            raise UnsafeStepError(f"refusing {field.name} {desired!r}: not k=v,k=v")
+        if not pairs:
+            return [f"{field.name}: {{}}"]
+        return [f"{field.name}:"] + [f"  {_yaml_text(k)}: {_yaml_text(v)}" for k, _, v in pairs]
+    if field.kind == "cpus":
+        try:
+            desired = format_cpulist(parse_cpulist(desired))
+        except CpuSetError as error:
+            raise UnsafeStepError(f"refusing {field.name} {desired!r}: {error}") from None
+    return [f"{field.name}: {_yaml_text(desired)}"]
+
+
+def render_drop_in(settings: Sequence[Setting]) -> str:
+    by_name = {BY_KEY[s.key].name: s for s in settings if s.key in BY_KEY}
+    lines = [
+        "# Owned by quietcore: rendered in full at every apply, edits here are overwritten;",
+        "# `quietcore rollback` removes this file. The kubelet merges it over its configuration",
+        f"# file when it starts with --config-dir={DROP_IN_DIR} (restart it to apply).",
+        "# Changing cpuManagerPolicy or memoryManagerPolicy also needs the node drained, the",
+        "# kubelet stopped and its state file removed (/var/lib/kubelet/cpu_manager_state,",
+        "# memory_manager_state); quietcore does not do that for you.",
+        f"apiVersion: {API_VERSION}",
+        f"kind: {KIND}",
+    ]
+    for field in FIELDS:  # the schema's order, whatever the order of ``settings``
+        setting = by_name.get(field.name)
+        if setting is None:
+            continue
+        where = _UNPRINTABLE.sub("?", f"{setting.field} ({setting.source or 'source unknown'})")
+        lines.append(f"# {field.name} from {where}")
+        lines += _field_lines(field, setting.desired)
+    return "\n".join(lines) + "\n"
+
+
 class KubeletKnob(KnobFamily):
     name = "kubelet"
+    managed_paths = (DROP_IN,)
 
     def reads(self, profile: Profile) -> ReadSpec:
         section = profile.containers.kubelet
         if section is None or not any(getattr(section, field.attr) for field in FIELDS):
             return ReadSpec()
-        return ReadSpec(files=(section.config_path,))
+        return ReadSpec(
+            files=(section.config_path, DROP_IN_GLOB),
+            commands=((STATE_COMMAND, STATE_SHELL),),
+        )
 
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
         section = ctx.profile.containers.kubelet
@@ -125,22 +324,44 @@ class KubeletKnob(KnobFamily):
             else:
                 text = map_text(value) if field.kind == "map" else scalar_text(value)
             key = f"{self.name}/{field.name}"
-            yield ctx.setting(self.name, key, text, f"{SECTION}.{field.attr}")
+            # The kubelet reads its configuration only when it starts.
+            yield ctx.setting(self.name, key, text, f"{SECTION}.{field.attr}", reboot=True)
 
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
+        state = kubelet_state(readings)
         if setting.key == CONFIG_KEY:
-            return self._file(setting.desired, readings)
-        found = find_configuration(readings)
-        if found is None:
+            return self._file(setting.desired, readings, state)
+        effective = effective_configuration(readings)
+        if effective is None:
+            if state is not None and not state.installed and not state.running:
+                return Observation(None, "unsupported", NO_KUBELET)
             return Observation(
                 None, "missing", f"no kubelet configuration was read (see {CONFIG_KEY})"
             )
-        return field_observation(BY_KEY[setting.key], *found)
+        if isinstance(effective, str):
+            return Observation(None, reason=effective)
+        field = BY_KEY[setting.key]
+        seen = field_observation(field, effective)
+        files = effective.set_by.get(field.name, []) if field.name in effective.config else []
+        if field.kind == "map" and len(files) > 1:  # maps merge key by key
+            seen = _with_reason(seen, f"merged from {', '.join(files)}")
+        elif files:
+            seen = _with_reason(seen, f"set in {files[-1]}")
+        state_file = STATE_FILES.get(field.name)
+        if state_file and seen.actual is not None and seen.actual != setting.desired:
+            seen = _with_reason(
+                seen,
+                f"changing it also needs the kubelet stopped and {state_file} removed "
+                "(quietcore does not do that)",
+            )
+        return _with_reason(seen, effective.note)
 
     @staticmethod
-    def _file(path: str, readings: Readings) -> Observation:
+    def _file(path: str, readings: Readings, state: KubeletState | None) -> Observation:
         lines = readings.lines(path)
         if lines is None:
+            if state is not None and not state.installed and not state.running:
+                return Observation(None, "unsupported", NO_KUBELET)
             return Observation(
                 None, "missing", f"no kubelet configuration at {path}: not a Kubernetes node?"
             )
@@ -149,3 +370,11 @@ class KubeletKnob(KnobFamily):
         except (yaml.YAMLError, ValueError) as error:
             return Observation(None, reason=f"{path}: {error}")
         return Observation(path)
+
+    def native_files(
+        self, settings: Sequence[Setting], readings: Readings, topology: Topology
+    ) -> tuple[ManagedFile, ...]:
+        if not any(setting.key in BY_KEY for setting in settings):
+            return ()
+        # reboot: the kubelet reads it only when it starts (a reboot restarts it).
+        return (ManagedFile(DROP_IN, render_drop_in(settings), self.name, reboot=True),)

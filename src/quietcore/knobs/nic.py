@@ -12,6 +12,10 @@ Keys, per matching interface IF:
 A rule that matches no interface is not silently satisfied: it becomes the single key
 ``nic/<pattern>/match``, reported ``missing`` with the interfaces the host does have.
 Two rules giving one interface different values are refused, naming the later field.
+
+Converging: ``ethtool -C/-G/-L`` and writes of the steering masks, now and again at every boot
+(the NIC forgets them when the driver is reloaded or the host reboots). Interface names come
+from the host, so each is checked before it goes into an argument or a path.
 """
 
 from __future__ import annotations
@@ -22,10 +26,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
-from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpumask
+from quietcore.profile.cpuset import (
+    CpuSetError,
+    format_cpulist,
+    format_cpumask,
+    parse_cpulist,
+    parse_cpumask,
+)
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import InterfaceRule, Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import Run, Step, UnsafeStepError, Write
 from quietcore.topology import Interface, Topology
 
 NET = "/sys/class/net"
@@ -52,6 +63,7 @@ COALESCE = {
     "adaptive_tx": "adaptive-tx",
 }
 CURRENT = "Current hardware settings"
+MAXIMUMS = "Pre-set maximums"
 # Key kind -> (ethtool option, section of its output, name -> ethtool's label).
 ETHTOOL_KEYS = {
     "coalesce": ("-c", None, {name: name for name in COALESCE.values()}),
@@ -78,6 +90,18 @@ STEERING = {
     for s in (Steering("rps", "rx", "rps_cpus", "RPS"), Steering("xps", "tx", "xps_cpus", "XPS"))
 }
 
+# Interface names quietcore puts into ethtool arguments and sysfs paths: at most 15 bytes
+# (IFNAMSIZ 16 with the NUL), no '/', ':', whitespace or quotes, and no leading '-' that
+# ethtool would take for an option ('.' and '..' are excluded by the first character).
+_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,14}$")
+_QUEUE = re.compile(r"^(rx|tx)-(0|[1-9][0-9]*)$")
+_NUMBER = re.compile(r"^(0|[1-9][0-9]*)$")
+# Key kind -> (ethtool option, the items it sets, the values those take).
+ETHTOOL_SET = {
+    "coalesce": ("-C", frozenset(COALESCE.values())),
+    "rings": ("-G", frozenset({"rx", "tx"})),
+    "channels": ("-L", frozenset({"combined"})),
+}
 _ADAPTIVE = re.compile(r"^Adaptive RX:\s*(\S+)\s+TX:\s*(\S+)")
 
 
@@ -141,8 +165,55 @@ def _text(value: bool | int) -> str:
     return str(value)
 
 
+def checked_interface(name: str) -> str:
+    if not _IFNAME.fullmatch(name):
+        raise UnsafeStepError(f"refusing interface name {name!r}")
+    return name
+
+
+def _ethtool_step(interface: str, kind: str, item: str, value: str) -> Run:
+    option, items = ETHTOOL_SET[kind]
+    # adaptive-rx/tx take on/off (as observe reports them); everything else a number.
+    allowed = value in ("on", "off") if item.startswith("adaptive-") else _NUMBER.match(value)
+    if item not in items or not allowed:
+        raise UnsafeStepError(f"refusing ethtool {option} {interface} {item} {value!r}")
+    return Run(("ethtool", option, interface, item, value))
+
+
+def _steering_write(interface: str, queue: str, file: str, value: str, possible: int) -> Write:
+    match = _QUEUE.fullmatch(queue)
+    steering = STEERING.get(file)
+    if match is None or steering is None or match.group(1) != steering.side:
+        raise UnsafeStepError(f"refusing {interface}/{queue}/{file}: not a steering file")
+    try:
+        cpus = parse_cpulist(value)
+    except CpuSetError as error:
+        raise UnsafeStepError(f"refusing CPU list {value!r}: {error}") from None
+    # An empty set is a mask of 0, which turns steering off (the kernel's default).
+    return Write(f"{NET}/{interface}/queues/{queue}/{file}", format_cpumask(cpus, possible))
+
+
+def _beyond_maximum(
+    seen: Observation, desired: str, readings: Readings, interface: str, kind: str, item: str
+) -> Observation:
+    """A ring size or channel count above the driver's maximum can never be set (the kernel
+    refuses it): ``unsupported`` rather than a drift that every apply would fail on."""
+    answers = ethtool_answers(readings)
+    if seen.status is not None or kind == "coalesce" or answers is None:
+        return seen
+    option, _, labels = ETHTOOL_KEYS[kind]
+    answer = answers.get((interface, option))
+    maximum = ethtool_values(answer.lines, MAXIMUMS).get(labels[item]) if answer else None
+    if maximum and maximum.isdigit() and desired.isdigit() and int(desired) > int(maximum):
+        return Observation(
+            seen.actual, "unsupported", f"{interface} offers at most {maximum} ({item})"
+        )
+    return seen
+
+
 class NicKnob(KnobFamily):
     name = "nic"
+    boot_script = True
 
     def reads(self, profile: Profile) -> ReadSpec:
         rules = profile.network.interfaces
@@ -218,7 +289,8 @@ class NicKnob(KnobFamily):
             return self._match(parts[1], topology)
         _, interface, kind, item = parts
         if kind in ETHTOOL_KEYS:
-            return self._ethtool(readings, topology, interface, kind, item)
+            seen = self._ethtool(readings, topology, interface, kind, item)
+            return _beyond_maximum(seen, setting.desired, readings, interface, kind, item)
         return self._queue(readings, topology, interface, kind, item)
 
     def matches(self, setting: Setting, actual: str) -> bool:
@@ -294,3 +366,19 @@ class NicKnob(KnobFamily):
                 None, "unsupported", f"XPS needs a multi-queue device; {interface} has one tx queue"
             )
         return Observation(None, "unsupported", f"kernel without {steering.feature} (no {file})")
+
+    def steps_to_set(
+        self, key: str, value: str | None, readings: Readings, topology: Topology
+    ) -> tuple[Step, ...]:
+        parts = key.split("/")
+        if len(parts) == 3 and parts[2] == "match":  # a rule matching nothing sets nothing
+            return ()
+        if len(parts) != 4 or parts[0] != self.name:
+            raise UnsafeStepError(f"refusing key {key!r}: not nic/<interface>/<kind>/<item>")
+        _, interface, kind, item = parts
+        checked_interface(interface)
+        if value is None:  # nothing was there to restore (no such queue or interface)
+            return ()
+        if kind in ETHTOOL_SET:
+            return (_ethtool_step(interface, kind, item, value),)
+        return (_steering_write(interface, kind, item, value, topology.possible_count),)

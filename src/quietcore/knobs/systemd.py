@@ -9,17 +9,23 @@ then the ``system.conf.d/*.conf`` drop-ins of all four directories sorted by fil
 in ``/etc`` hides the same name in ``/run``, which hides ``/usr/local/lib`` and ``/usr/lib``).
 ``CPUAffinity=`` lists CPUs or ranges separated by spaces or commas; assignments *merge*, and
 an empty assignment resets what came before. Not set at all means every CPU.
+
+Converging: ``/etc/systemd/system.conf.d/90-quietcore.conf`` resets ``CPUAffinity`` and sets
+it (a plain assignment would merge with earlier ones). systemd applies it to itself and its
+services at the next boot; nothing changes at runtime.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
+from quietcore.steps import ManagedFile, UnsafeStepError
 from quietcore.topology import Topology
 
 FIELD = "containers.systemd.cpu_affinity"
@@ -31,6 +37,8 @@ MAIN_FILES = tuple(f"{directory}/system.conf" for directory in CONFIG_DIRS)
 DROP_IN_GLOBS = tuple(f"{directory}/system.conf.d/*.conf" for directory in CONFIG_DIRS)
 PID1_STATUS = "/proc/1/status"
 PID1_COMM = "/proc/1/comm"
+DROP_IN = "/etc/systemd/system.conf.d/90-quietcore.conf"
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def configuration_files(readings: Readings) -> list[tuple[str, tuple[str, ...]]]:
@@ -74,8 +82,29 @@ def configured_affinity(files: list[tuple[str, tuple[str, ...]]]) -> tuple[CpuSe
     return cpus, source
 
 
+def render_drop_in(setting: Setting) -> str:
+    try:
+        cpus = parse_cpulist(setting.desired)
+    except CpuSetError as error:
+        raise UnsafeStepError(f"refusing CPUAffinity {setting.desired!r}: {error}") from None
+    if not cpus:  # an empty assignment would mean every CPU, not none
+        raise UnsafeStepError("refusing an empty CPUAffinity")
+    where = _UNPRINTABLE.sub("?", f"{setting.field} ({setting.source or 'source unknown'})")
+    lines = [
+        "# Owned by quietcore: rendered in full at every apply, edits here are overwritten;",
+        "# `quietcore rollback` removes this file. systemd applies it at the next boot.",
+        f"# CPUAffinity comes from {where}; the empty assignment first resets",
+        "# what earlier files set, since CPUAffinity assignments merge.",
+        "[Manager]",
+        "CPUAffinity=",
+        f"CPUAffinity={format_cpulist(cpus)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 class SystemdKnob(KnobFamily):
     name = "systemd"
+    managed_paths = (DROP_IN,)
 
     def reads(self, profile: Profile) -> ReadSpec:
         section = profile.containers.systemd
@@ -88,8 +117,9 @@ class SystemdKnob(KnobFamily):
         if section is None or section.cpu_affinity is None:
             return
         cpus = format_cpulist(ctx.cpuset(section.cpu_affinity))
-        yield ctx.setting(self.name, CONFIG_KEY, cpus, FIELD)
-        yield ctx.setting(self.name, EFFECT_KEY, cpus, FIELD, reboot=True)
+        # Set by the drop-in, which systemd applies only at boot.
+        yield ctx.setting(self.name, CONFIG_KEY, cpus, FIELD, reboot=True)
+        yield ctx.setting(self.name, EFFECT_KEY, cpus, FIELD, reboot=True, effect=True)
 
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
         if setting.key == EFFECT_KEY:
@@ -122,3 +152,14 @@ class SystemdKnob(KnobFamily):
             if label == "Cpus_allowed_list":
                 return Observation(format_cpulist(parse_cpulist(value)))
         return Observation(None, "unsupported", "PID 1's allowed CPUs cannot be read here")
+
+    def native_files(
+        self, settings: Sequence[Setting], readings: Readings, topology: Topology
+    ) -> tuple[ManagedFile, ...]:
+        configured = [setting for setting in settings if setting.key == CONFIG_KEY]
+        if not configured:
+            return ()
+        content = render_drop_in(configured[0])
+        # No activation: PID 1 reads it at boot (daemon-reexec would too, but re-executing
+        # PID 1 on a production host is not something to do behind the operator's back).
+        return (ManagedFile(DROP_IN, content, self.name, reboot=True),)

@@ -16,12 +16,14 @@ PLAN_SCHEMA = "quietcore.plan/v1"
 HOW = {
     "now": "now",
     "at-boot": "at next boot",
+    "by-file": "with its file",
     "effect": "follows",
     "manual": "cannot",
 }
 HOW_STYLE: dict[ChangeKind, str] = {
     "now": "bold",
     "at-boot": "yellow",
+    "by-file": "bold",
     "effect": "dim",
     "manual": "red",
 }

@@ -1,0 +1,136 @@
+"""Plans computed from the real 4-CPU, 2-node lab capture: what apply would do, that doing it
+leaves nothing to do, and that rollback undoes exactly what the snapshot saved.
+
+"Doing it" is simulated on the captured readings: every ``Write`` step and every file the plan
+writes replaces what the bundle read, as the host would show it at the next read. Keys set by
+running a program (ethtool) cannot be simulated and are left out; the lab tests run them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from tests.unit.lab_apply_hosts import lab_readings
+
+from quietcore.converge import paths
+from quietcore.converge.plan import HostPlan, check_key, plan_apply, plan_rollback
+from quietcore.converge.snapshot import from_json, to_json
+from quietcore.profile.load import load_profile
+from quietcore.readings import HostRead, Readings
+from quietcore.steps import Write
+from quietcore.topology import parse_topology
+
+NOW = "2026-11-23T12:00:00+00:00"
+
+
+def _after(readings: Readings, plan: HostPlan) -> Readings:
+    """The readings the host would give after ``plan`` ran (runtime writes and files)."""
+    files = dict(readings.files)
+    for change in plan.now:
+        for step in change.steps:
+            if isinstance(step, Write):
+                files[step.path] = (step.value,)
+    for file in plan.files:
+        if file.file is not None:
+            files[file.path] = tuple(file.file.content.removesuffix("\n").split("\n"))
+        elif file.action == "restore":  # from the backup: what the host had before quietcore
+            files[file.path] = lab_readings().files[file.path]
+        else:
+            files.pop(file.path, None)
+    if plan.snapshot is not None:
+        files[paths.SNAPSHOT] = tuple(to_json(plan.snapshot).removesuffix("\n").split("\n"))
+    return replace(readings, files=files)
+
+
+def _by_program(plan: HostPlan) -> set[str]:
+    return {c.key for c in plan.now if not all(isinstance(s, Write) for s in c.steps)}
+
+
+def _plan(profile: str, readings: Readings) -> HostPlan:
+    return plan_apply(load_profile(profile), HostRead("lab", readings, None, 0.0), NOW)
+
+
+@pytest.fixture(scope="module")
+def trading() -> HostPlan:
+    return _plan("trading", lab_readings())
+
+
+def test_trading_plan_sets_runtime_keys_now_and_kernel_arguments_at_boot(
+    trading: HostPlan,
+) -> None:
+    kinds = {change.key: change.kind for change in trading.changes}
+    assert kinds["hugepages/node0/1048576kB"] == "now"
+    assert kinds["isolation/isolated"] == "effect"
+    assert trading.needs_reboot
+    assert trading.snapshot is not None and trading.existing is None
+    written = {file.path for file in trading.files}
+    assert {paths.BOOT_SCRIPT, paths.BOOT_UNIT, paths.BOOT_WANTS} <= written
+
+
+def test_every_drifted_key_is_planned_and_ok_keys_are_not(trading: HostPlan) -> None:
+    planned = {change.key for change in trading.changes}
+    drifted = {
+        result.setting.key
+        for result in trading.audit.results
+        if result.status in ("drift", "missing")
+    }
+    assert planned == drifted
+
+
+def test_a_second_plan_after_apply_has_nothing_to_do(trading: HostPlan) -> None:
+    again = _plan("trading", _after(lab_readings(), trading))
+    assert again.files == ()
+    assert {change.key for change in again.now} == _by_program(trading)
+    assert again.snapshot is None
+    # What is left only a reboot can make true.
+    left = {change.kind for change in again.changes if change.key not in _by_program(trading)}
+    assert left <= {"at-boot", "effect", "manual"}
+
+
+def test_snapshot_holds_the_values_before_the_first_change(trading: HostPlan) -> None:
+    snapshot = trading.snapshot
+    assert snapshot is not None
+    actual = {r.setting.key: r.actual for r in trading.audit.results}
+    for key, saved in snapshot.keys.items():
+        assert saved.before == actual[key]
+    assert from_json(to_json(snapshot), "test") == snapshot
+
+
+def test_a_later_profile_grows_the_snapshot_but_keeps_first_values(trading: HostPlan) -> None:
+    applied = _after(lab_readings(), trading)
+    other = _plan("network-latency", applied)
+    assert other.existing == trading.snapshot
+    if other.snapshot is not None:
+        for key, saved in trading.snapshot.keys.items():  # type: ignore[union-attr]
+            assert other.snapshot.keys[key] == saved
+
+
+def test_rollback_plan_restores_every_changed_key_and_removes_every_file(
+    trading: HostPlan,
+) -> None:
+    snapshot = trading.snapshot
+    assert snapshot is not None
+    applied = _after(lab_readings(), trading)
+    back = plan_rollback(HostRead("lab", applied, None, 0.0), snapshot)
+    restored_now = {change.key for change in back.now} - _by_program(trading)
+    changed_now = {change.key for change in trading.now} - _by_program(trading)
+    assert restored_now == changed_now
+    created = {f.path for f in trading.files if f.action == "create"}
+    assert {f.path for f in back.files if f.action == "remove"} == created
+    after_rollback = _after(applied, back)
+    topology = parse_topology(after_rollback)
+    for key, saved in snapshot.keys.items():
+        check = check_key(key, saved, after_rollback, topology)
+        if key not in _by_program(trading):
+            assert check.restored or saved.reboot, (key, saved, check.actual)
+
+
+def test_a_refused_profile_plans_nothing(tmp_path: Path) -> None:
+    profile = tmp_path / "absent-cpu.yaml"
+    profile.write_text('name: absent-cpu\ncpu:\n  reserved: "0"\n  isolated: 2-99\n')
+    loaded = load_profile(str(profile))
+    plan = plan_apply(loaded, HostRead("lab", lab_readings(), None, 0.0), NOW)
+    assert plan.error is not None and "99" in plan.error
+    assert plan.action_count == 0 and plan.snapshot is None
