@@ -43,8 +43,9 @@ def main(verbose: int) -> None:
     """Make Linux hosts quiet enough for latency-critical work.
 
     A profile (YAML) declares CPU isolation, IRQ affinity, hugepages, NUMA, memory, network,
-    kernel and container settings. quietcore resolves it against each host's real topology and
-    reads every declared setting back from the running kernel.
+    kernel and container settings. quietcore resolves it against each host's real topology,
+    plans and applies it over SSH (snapshot first, journal of every change, exact rollback)
+    and reads every declared setting back from the running kernel.
 
     \b
     Start here:
@@ -54,6 +55,10 @@ def main(verbose: int) -> None:
                                                     the concrete settings for that host
       quietcore verify --profile network-latency @local
                                                     declared vs actual, exit 1 on drift
+      quietcore plan --profile trading HOST         what apply would change, touching nothing
+      quietcore apply --profile trading --reboot if-needed HOST
+      quietcore rollback HOST                       back to the snapshot before quietcore
+      quietcore history HOST                        the journal: who changed what, when
     """
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(

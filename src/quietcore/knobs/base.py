@@ -16,8 +16,8 @@ and, to converge a host:
 6. ``native_files(settings, readings, topology)``: the configuration files that persist the
    family's settings natively (``/etc/sysctl.d``, a GRUB drop-in, irqbalance's config).
 
-Each family's pyinfra operation (``KnobFamily.operation``) is made once, here, from those
-two; nothing outside the family module knows its file paths or formats; the registry is the
+Each family's pyinfra operation is made once from those two, for every registered family
+(``quietcore.converge.operations.operation_for``); nothing outside the family module knows its file paths or formats; the registry is the
 only list of families.
 """
 
