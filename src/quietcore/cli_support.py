@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import click
@@ -34,12 +34,22 @@ def load_or_exit(name_or_path: str) -> LoadedProfile:
 
 
 def read_or_exit(
-    targets: Sequence[str], spec: ReadSpec, parallel: int | None, timeout: int
+    targets: Sequence[str],
+    spec: ReadSpec,
+    parallel: int | None,
+    timeout: int,
+    only: Collection[str] | None = None,
 ) -> list[HostRead]:
+    """Read the targets' hosts (``only``: just those of these names), or exit on bad targets."""
     try:
         with console.progress("reading hosts") as advance:
             return read_hosts(
-                targets, spec, parallel=parallel, connect_timeout=timeout, on_done=advance
+                targets,
+                spec,
+                parallel=parallel,
+                connect_timeout=timeout,
+                on_done=advance,
+                only=only,
             )
     except TargetError as problem:
         console.fail(str(problem))

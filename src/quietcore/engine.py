@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,12 @@ class TargetError(ValueError):
     """A target that names no host (missing inventory file, empty inventory)."""
 
 
-def inventory_for(targets: Sequence[str]) -> Inventory:
+def inventory_for(targets: Sequence[str], only: Collection[str] | None = None) -> Inventory:
     """One pyinfra inventory for all targets: ``@local``, ``[user@]host``, comma lists, or
-    pyinfra inventory files (``inventory/lab.py``), in the order given, without repeats."""
+    pyinfra inventory files (``inventory/lab.py``), in the order given, without repeats.
+
+    ``only``: keep just the hosts of these names (a host of an inventory file is reached
+    with that file's data, never by its bare name)."""
     from pyinfra_cli.inventory import make_inventory_from_files
 
     hosts: dict[str, dict[str, Any]] = {}
@@ -50,6 +53,8 @@ def inventory_for(targets: Sequence[str]) -> Inventory:
         else:
             for name in filter(None, target.split(",")):
                 hosts.setdefault(name, {})
+    if only is not None:
+        hosts = {name: data for name, data in hosts.items() if name in only}
     if not hosts:
         raise TargetError("no hosts given: name @local, a host, or an inventory file")
     return Inventory((list(hosts.items()), {}))
@@ -62,13 +67,14 @@ def read_hosts(
     parallel: int | None = None,
     connect_timeout: int = 10,
     on_done: HostProgress | None = None,
+    only: Collection[str] | None = None,
 ) -> list[HostRead]:
     """Connect to every target and run the one bundle fact there, hosts in parallel.
 
     A host that cannot be reached or read is reported with its reason; it never stops the
-    others.
+    others. ``only``: read just the hosts of these names among the targets'.
     """
-    inventory = inventory_for(targets)
+    inventory = inventory_for(targets, only)
     config = Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=parallel or 0)
     state = State(inventory, config)
     hosts = list(inventory)

@@ -229,7 +229,7 @@ def apply(
         )
     elif not as_json:
         console.note("no changes: every host already runs the profile as planned")
-    audits = _verify_after(loaded, plans, outcomes, parallel, connect_timeout)
+    audits = _verify_after(loaded, targets, plans, outcomes, parallel, connect_timeout)
     if as_json:
         console.show_json(apply_document(loaded, plans, outcomes, audits))
     else:
@@ -242,6 +242,7 @@ def apply(
 
 def _verify_after(
     loaded: LoadedProfile,
+    targets: Sequence[str],
     plans: Sequence[HostPlan],
     outcomes: Sequence[RunOutcome],
     parallel: int | None,
@@ -251,7 +252,9 @@ def _verify_after(
     changed = [outcome.host for outcome in outcomes if outcome.ran]
     fresh: dict[str, HostAudit] = {}
     if changed:
-        for read in read_or_exit(changed, reads_for(loaded), parallel, connect_timeout):
+        # By name among the targets: an inventory host is reached with its inventory's data.
+        spec = reads_for(loaded)
+        for read in read_or_exit(targets, spec, parallel, connect_timeout, only=changed):
             fresh[read.host] = audit_host(loaded, read)
     return [fresh.get(plan.host, plan.audit) for plan in plans]
 
@@ -340,12 +343,12 @@ def rollback(
         sys.exit(3 if any(read.readings is None for read in first) else 0)
     spec = merge_reads([TOPOLOGY_READS, *(rollback_reads(s) for s in snapshots.values())])
     hosts = list(snapshots)
-    reads = read_or_exit(hosts, spec, parallel, connect_timeout)
+    reads = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
     plans = [plan_rollback(read, snapshots[read.host]) for read in reads]
     _show_plans(plans, as_json)
     _confirm(plans, yes, "roll back")
     outcomes = _run(
-        hosts,
+        targets,
         plans,
         _context_for("rollback", None),
         reboot,
@@ -353,7 +356,7 @@ def rollback(
         parallel,
         connect_timeout,
     )
-    after = read_or_exit(hosts, spec, parallel, connect_timeout)
+    after = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
     checks = _checks(after, snapshots)
     if as_json:
         console.show_json(apply_document(None, plans, outcomes, [], checks))

@@ -17,8 +17,8 @@ and, to converge a host:
    family's settings natively (``/etc/sysctl.d``, a GRUB drop-in, irqbalance's config).
 
 Each family's pyinfra operation is made once from those two, for every registered family
-(``quietcore.converge.operations.operation_for``); nothing outside the family module knows its file paths or formats; the registry is the
-only list of families.
+(``quietcore.converge.operations.operation_for``). Nothing outside the family module knows
+its file paths or formats; the registry is the only list of families.
 """
 
 from __future__ import annotations
