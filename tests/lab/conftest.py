@@ -57,3 +57,18 @@ def lab_vm() -> Iterator[Lab]:
         yield Lab(LAB, Path(result.stdout.strip()))
     finally:
         run_lab("down", LAB)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the molecule test before the first test that uses ``lab_vm``: it boots its own lab,
+    and the session lab, once up, stays up until the session ends. One VM at a time keeps a
+    2-CPU machine (TCG) from running two guests at once."""
+    molecule = [item for item in items if item.path.name == "test_molecule.py"]
+    if not molecule:
+        return
+    rest = [item for item in items if item.path.name != "test_molecule.py"]
+    first = next(
+        (i for i, item in enumerate(rest) if "lab_vm" in getattr(item, "fixturenames", ())),
+        len(rest),
+    )
+    items[:] = [*rest[:first], *molecule, *rest[first:]]

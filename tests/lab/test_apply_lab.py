@@ -50,6 +50,19 @@ def _timed(*args: str) -> tuple[CliResult, float]:
     return result, elapsed
 
 
+def _apply(lab: Lab) -> tuple[CliResult, float]:
+    return _timed(
+        "apply",
+        "--profile",
+        str(PROFILE),
+        "--reboot",
+        "if-needed",
+        "--yes",
+        "--json",
+        str(lab.inventory),
+    )
+
+
 def _boot_id(lab: Lab) -> str:
     return lab.ssh("cat /proc/sys/kernel/random/boot_id").strip()
 
@@ -66,16 +79,7 @@ def before(lab_vm: Lab) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def applied(lab_vm: Lab, before: dict[str, Any]) -> dict[str, Any]:
-    result, elapsed = _timed(
-        "apply",
-        "--profile",
-        str(PROFILE),
-        "--reboot",
-        "if-needed",
-        "--yes",
-        "--json",
-        str(lab_vm.inventory),
-    )
+    result, elapsed = _apply(lab_vm)
     assert result.returncode == 0, result.stdout + result.stderr
     return {"document": result.json(), "elapsed_s": elapsed}
 
@@ -137,16 +141,7 @@ def test_the_boot_unit_reapplied_the_runtime_settings(lab_vm: Lab, applied: dict
 
 
 def test_a_second_apply_changes_nothing(lab_vm: Lab, applied: dict[str, Any]) -> None:
-    result, _ = _timed(
-        "apply",
-        "--profile",
-        str(PROFILE),
-        "--reboot",
-        "if-needed",
-        "--yes",
-        "--json",
-        str(lab_vm.inventory),
-    )
+    result, _ = _apply(lab_vm)
     assert result.returncode == 0, result.stderr
     document = result.json()
     assert document["changed"] == 0
