@@ -21,16 +21,26 @@ ARGUMENT = re.compile(r"^[^\x00-\x1f\x7f]*$")
 FILE_MODE = re.compile(r"^0[0-7]{3}$")
 
 
+# Kernel files whose write the kernel refused (a managed IRQ answers EIO), one path per line:
+# what the host taught quietcore about itself, read back by the family that wrote them.
+REFUSED_WRITES = "/var/lib/quietcore/refused-writes"
+
+
 class UnsafeStepError(ValueError):
     """A step that would write outside the allowed files or carry text the shell could misread."""
 
 
 @dataclass(frozen=True)
 class Write:
-    """Write ``value`` and a newline into a kernel file (``/proc/sys/...``, ``/sys/...``)."""
+    """Write ``value`` and a newline into a kernel file (``/proc/sys/...``, ``/sys/...``).
+
+    ``refusable``: the kernel may legitimately refuse it (the affinity of a managed IRQ, which
+    only debugfs could have told); a refusal is recorded in ``REFUSED_WRITES``, not an error.
+    """
 
     path: str
     value: str
+    refusable: bool = False
 
     def __post_init__(self) -> None:
         if not KERNEL_FILE.fullmatch(self.path) or "/../" in self.path:

@@ -31,6 +31,7 @@ OWNED_FILES = (
     "/etc/systemd/system/multi-user.target.d/90-quietcore-boot.conf",
     "/var/lib/quietcore/snapshot.json",
     "/var/lib/quietcore/backup",
+    "/var/lib/quietcore/refused-writes",
 )
 
 

@@ -369,3 +369,27 @@ def test_run_passes_each_argument_verbatim(tmp_path: Path, argument: str) -> Non
 def test_activation_runs_are_deduplicated_in_first_seen_order() -> None:
     grub, reload = Run(("update-grub",)), Run(("systemctl", "daemon-reload"), systemd_only=True)
     assert runs_once([grub, reload, grub, reload]) == [grub, reload]
+
+
+def test_a_refused_write_is_recorded_once_and_does_not_fail_the_script(tmp_path: Path) -> None:
+    refused = tmp_path / "state" / "refused-writes"
+    target = tmp_path / "no-such-dir" / "smp_affinity_list"
+    line = step_line(Write("/proc/irq/25/smp_affinity_list", "0-1", refusable=True))
+    # The rendered line names the real kernel file; aim it at one that cannot be written.
+    line = line.replace("/proc/irq/25/smp_affinity_list", str(target))
+    ran = run([f"REFUSED={refused}", line, line, "qc_write /dev/null 1"], tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "recorded as kernel-owned" in ran.stdout
+    assert refused.read_text() == f"{target}\n"
+
+
+def test_a_refusable_write_that_works_records_nothing(tmp_path: Path) -> None:
+    refused = tmp_path / "refused-writes"
+    target = tmp_path / "value"
+    line = step_line(Write("/proc/irq/25/smp_affinity_list", "0-1", refusable=True))
+    ran = run(
+        [f"REFUSED={refused}", line.replace("/proc/irq/25/smp_affinity_list", str(target))],
+        tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert target.read_text() == "0-1\n" and not refused.exists()

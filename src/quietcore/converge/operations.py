@@ -36,7 +36,7 @@ from quietcore.converge.snapshot import to_json
 from quietcore.facts import HostBundle
 from quietcore.knobs.registry import FAMILIES
 from quietcore.readings import Readings
-from quietcore.steps import ManagedFile, Run
+from quietcore.steps import REFUSED_WRITES, ManagedFile, Run
 
 # Adds one operation for the host being planned: a direct call inside a pyinfra deploy, or
 # ``add_op(state, op, ..., host=[host])`` through the Python API.
@@ -175,7 +175,11 @@ def queue_plan(
             label = f"quietcore {plan.kind} {name}: {len(changes)} keys, {len(files)} files"
             add(operation_for(name), lines=family_lines(changes, files, context), name=label)
     if plan.kind == "rollback":
-        cleanup = (remove_line(paths.SNAPSHOT), *(step_line(run) for run in CLEANUP))
+        cleanup = (
+            remove_line(paths.SNAPSHOT),
+            remove_line(REFUSED_WRITES),
+            *(step_line(run) for run in CLEANUP),
+        )
         add(state_files, lines=cleanup, name="quietcore: remove the snapshot and backups")
     add(mirror, name="quietcore: copy the snapshot and journal to the controller")
     if reboot and plan.needs_reboot:

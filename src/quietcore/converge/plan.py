@@ -170,7 +170,7 @@ def _same_content(file: ManagedFile, readings: Readings) -> bool:
 
 
 def _desired_files(
-    applicable: Sequence[SettingResult],
+    results: Sequence[SettingResult],
     readings: Readings,
     topology: Topology,
     host: str,
@@ -179,18 +179,20 @@ def _desired_files(
     files: list[ManagedFile] = []
     boot: list[BootEntry] = []
     for knob in FAMILIES:
-        settings = [
-            result.setting
-            for result in applicable
-            if result.setting.family == knob.name and not result.setting.effect
-        ]
-        if not settings:
-            continue
-        files.extend(knob.native_files(settings, readings, topology))
+        own = [r for r in results if r.setting.family == knob.name and not r.setting.effect]
+        settings = [r.setting for r in own if r.status in ("ok", "drift")]
+        if settings:
+            files.extend(knob.native_files(settings, readings, topology))
         if knob.boot_script:
+            # Immovable keys stay in: whether the kernel refuses a write may only be learnt by
+            # trying (a managed IRQ without debugfs), and the script must not change when it is.
             boot.extend(
-                BootEntry(s, knob.steps_to_set(s.key, s.desired, readings, topology))
-                for s in settings
+                BootEntry(
+                    r.setting,
+                    knob.steps_to_set(r.setting.key, r.setting.desired, readings, topology),
+                )
+                for r in own
+                if r.status in ("ok", "drift", "immovable")
             )
     files.extend(boot_files(boot, host, loaded.profile.name, loaded.digest))
     return files
@@ -281,7 +283,7 @@ def plan_apply(loaded: LoadedProfile, read: HostRead, now: str) -> HostPlan:
             for result in audit.results
             if result.status in ("drift", "missing")
         )
-        desired = _desired_files(applicable, readings, topology, read.host, loaded)
+        desired = _desired_files(audit.results, readings, topology, read.host, loaded)
     except (UnsafeStepError, SnapshotError) as error:
         refused = replace(audit, status="refused", error=str(error))
         return HostPlan(read.host, "apply", refused, error=str(error))

@@ -12,16 +12,25 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from quietcore.steps import ManagedFile, Run, Step, Write
+from quietcore.steps import REFUSED_WRITES, ManagedFile, Run, Step, Write
 
 # The functions every script starts with. ``qc_block`` and ``qc_record`` let a journal line say
 # whether the steps of its key succeeded: the line is built on the controller in two halves
 # around the word ``ok`` or ``failed``.
-PRELUDE = r"""qc_failed=0
+PRELUDE = (
+    f"REFUSED={REFUSED_WRITES}\n"
+    + r"""qc_failed=0
 qc_block_failed=0
 qc_fail() { echo "quietcore: $*" >&2; qc_failed=1; qc_block_failed=1; }
 qc_block() { qc_block_failed=0; }
 qc_write() { { printf '%s\n' "$2" > "$1"; } 2>/dev/null || qc_fail "could not write '$2' to $1"; }
+qc_write_refusable() {
+    { printf '%s\n' "$2" > "$1"; } 2>/dev/null && return 0
+    echo "quietcore: the kernel refused '$2' for $1: recorded as kernel-owned"
+    qc_block_failed=1
+    mkdir -p "${REFUSED%/*}" || return 0
+    grep -qxF "$1" "$REFUSED" 2>/dev/null || echo "$1" >> "$REFUSED"
+}
 qc_run() { "$@" || qc_fail "failed (exit $?): $*"; }
 qc_systemd() { if [ -d /run/systemd/system ]; then qc_run "$@"; fi; }
 qc_put() {
@@ -40,6 +49,7 @@ qc_record() {
     if [ "$qc_block_failed" = 0 ]; then r=ok; else r=failed; fi
     printf '%s%s%s\n' "$2" "$r" "$3" >> "$1" || qc_fail "could not append to $1"
 }"""
+)
 EPILOGUE = 'exit "$qc_failed"'
 
 
@@ -49,7 +59,8 @@ def quote_all(arguments: Iterable[str]) -> str:
 
 def step_line(step: Step) -> str:
     if isinstance(step, Write):
-        return f"qc_write {quote_all((step.path, step.value))}"
+        writer = "qc_write_refusable" if step.refusable else "qc_write"
+        return f"{writer} {quote_all((step.path, step.value))}"
     runner = "qc_systemd" if step.systemd_only else "qc_run"
     return f"{runner} {quote_all(step.argv)}"
 

@@ -26,7 +26,7 @@ from quietcore.knobs.workqueue import mask_for
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist, parse_cpumask
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
-from quietcore.steps import Step, UnsafeStepError, Write
+from quietcore.steps import REFUSED_WRITES, Step, UnsafeStepError, Write
 from quietcore.topology import Topology
 
 FIELD = "irq.affinity"
@@ -68,6 +68,8 @@ def kernel_owned(irq: int, readings: Readings) -> str | None:
             if flag in flags:
                 return f"{why} ({flag})"
         return None
+    if irq_file(irq, ALLOWED) in (readings.lines(REFUSED_WRITES) or ()):
+        return "the kernel refused to move it when quietcore applied: a managed IRQ"
     if irq in LEGACY_IRQS:
         return (
             f"x86's legacy {LEGACY_IRQS[irq]} IRQ stays put; without debugfs "
@@ -100,6 +102,7 @@ class IrqKnob(KnobFamily):
                 f"/proc/irq/[0-9]*/{ALLOWED}",
                 f"/proc/irq/[0-9]*/{EFFECTIVE}",
                 f"{DEBUG_IRQS}/[0-9]*",
+                REFUSED_WRITES,
             )
         )
 
@@ -160,4 +163,5 @@ class IrqKnob(KnobFamily):
         if match.group(2) == EFFECTIVE or value is None:
             # The effective affinity follows the allowed one; an IRQ absent before is gone.
             return ()
-        return (Write(irq_file(int(match.group(1)), ALLOWED), _cpulist_value(value, key)),)
+        path, cpus = irq_file(int(match.group(1)), ALLOWED), _cpulist_value(value, key)
+        return (Write(path, cpus, refusable=True),)
