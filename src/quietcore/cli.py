@@ -66,6 +66,8 @@ def main(verbose: int) -> None:
     )
     if verbose < 2:
         logging.getLogger("pyinfra").setLevel(logging.ERROR)
+        # A rebooting host refuses SSH banners for a while: expected, not worth a traceback.
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 @main.command(epilog=TARGETS_HELP)

@@ -71,7 +71,8 @@ def test_debian_host_gets_the_grub_drop_in_and_no_runtime_step() -> None:
     lines = file.content.splitlines()
     assert lines[-1] == (
         'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT default_hugepagesz=1G '
-        "intel_pstate=disable isolcpus=managed_irq,domain,1,3 nohz=on nohz_full=1,3 "
+        "intel_pstate=disable irqaffinity=0,2 isolcpus=managed_irq,domain,1,3 nohz=on "
+        "nohz_full=1,3 "
         "nosoftlockup rcu_nocbs=1,3 rcupdate.rcu_normal_after_boot=1 "
         'rcutree.nohz_full_patience_delay=1000 skew_tick=1 tsc=reliable"'
     )

@@ -15,8 +15,15 @@ import pytest
 from tests.unit.lab_apply_hosts import lab_readings
 
 from quietcore.converge import paths
-from quietcore.converge.plan import HostPlan, check_key, plan_apply, plan_rollback
-from quietcore.converge.snapshot import from_json, to_json
+from quietcore.converge.plan import (
+    HostPlan,
+    check_key,
+    irqbalance_was_running,
+    plan_apply,
+    plan_rollback,
+)
+from quietcore.converge.snapshot import SavedKey, from_json, to_json
+from quietcore.knobs.irqbalance import SERVICE_KEY
 from quietcore.profile.load import load_profile
 from quietcore.readings import HostRead, Readings
 from quietcore.steps import Write
@@ -134,3 +141,19 @@ def test_a_refused_profile_plans_nothing(tmp_path: Path) -> None:
     plan = plan_apply(loaded, HostRead("lab", lab_readings(), None, 0.0), NOW)
     assert plan.error is not None and "99" in plan.error
     assert plan.action_count == 0 and plan.snapshot is None
+
+
+def test_irq_affinity_goes_back_to_irqbalance_when_it_ran_before(trading: HostPlan) -> None:
+    """irqbalance places IRQs on its own: the snapshot's affinity of the moment is not a value
+    rollback can promise, so with irqbalance restored the IRQ keys count as handed back."""
+    snapshot = trading.snapshot
+    assert snapshot is not None
+    readings, topology = lab_readings(), parse_topology(lab_readings())
+    key = next(k for k in snapshot.keys if k.endswith("/smp_affinity_list"))
+    moved = replace(snapshot.keys[key], before="0")  # somewhere the IRQ is not now
+    running = SavedKey("irqbalance", "active, enabled at boot")
+    stopped = SavedKey("irqbalance", "inactive, disabled at boot")
+    for service, balanced in ((running, True), (stopped, False)):
+        grown = replace(snapshot, keys={**snapshot.keys, key: moved, SERVICE_KEY: service})
+        check = check_key(key, moved, readings, topology, balanced=irqbalance_was_running(grown))
+        assert check.restored is balanced

@@ -28,6 +28,7 @@ from quietcore.converge.boot import BootEntry, boot_files
 from quietcore.converge.snapshot import SavedFile, SavedKey, Snapshot, SnapshotError, from_json
 from quietcore.drift import SettingResult
 from quietcore.facts import merge_reads
+from quietcore.knobs import irq, irqbalance
 from quietcore.knobs.base import Setting
 from quietcore.knobs.registry import FAMILIES, family
 from quietcore.profile.loaded import LoadedProfile
@@ -309,8 +310,27 @@ class RollbackCheck:
     reason: str = ""
 
 
-def check_key(key: str, saved: SavedKey, readings: Readings, topology: Topology) -> RollbackCheck:
-    """Whether ``key`` has its snapshot value again, judged by its family's comparison."""
+IRQBALANCE_HANDS_BACK = (
+    "irqbalance was running before quietcore and runs again: it places this IRQ, so its "
+    "value of the moment is not one to restore"
+)
+
+
+def irqbalance_was_running(snapshot: Snapshot) -> bool:
+    """Whether irqbalance ran before quietcore: then it, not the snapshot, owns IRQ affinity."""
+    saved = snapshot.keys.get(irqbalance.SERVICE_KEY)
+    return saved is not None and (saved.before or "").startswith("active")
+
+
+def check_key(
+    key: str, saved: SavedKey, readings: Readings, topology: Topology, *, balanced: bool = False
+) -> RollbackCheck:
+    """Whether ``key`` has its snapshot value again, judged by its family's comparison.
+
+    ``balanced``: irqbalance ran before quietcore, so IRQ affinities are its to place again.
+    """
+    if balanced and saved.family == irq.IrqKnob.name and key != irq.DEFAULT_KEY:
+        return RollbackCheck(key, saved, saved.before, True, IRQBALANCE_HANDS_BACK)
     knob = family(saved.family)
     seen = knob.observe(_snapshot_setting(key, saved), readings, topology)
     if seen.status in ("unsupported", "immovable"):
@@ -354,7 +374,7 @@ def plan_rollback(read: HostRead, snapshot: Snapshot) -> HostPlan:
     audit = HostAudit(read.host, "ok", topology=topology, elapsed_s=read.elapsed_s)
     changes: list[Change] = []
     for key, saved in snapshot.keys.items():
-        check = check_key(key, saved, readings, topology)
+        check = check_key(key, saved, readings, topology, balanced=irqbalance_was_running(snapshot))
         if check.restored:
             continue
         steps = family(saved.family).steps_to_set(key, saved.before, readings, topology)

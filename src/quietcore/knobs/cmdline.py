@@ -219,11 +219,22 @@ def _effect_checks(cpu: CpuSection) -> dict[str, str]:
 
 
 def _declares_arguments(profile: Profile) -> bool:
-    return bool(profile.kernel.cmdline or profile.cpu.isolation or profile.hugepages.default_size)
+    return bool(
+        profile.kernel.cmdline
+        or profile.cpu.isolation
+        or profile.hugepages.default_size
+        or profile.irq.affinity
+    )
 
 
-def _declared_arguments(profile: Profile, isolated: CpuSet) -> Iterator[tuple[str, str]]:
+def _declared_arguments(
+    profile: Profile, isolated: CpuSet, irq_cpus: CpuSet | None
+) -> Iterator[tuple[str, str]]:
     """(argument, profile field) for every kernel argument the profile implies."""
+    if irq_cpus is not None:
+        # IRQs are born with this affinity. Moving one later takes effect only at its next
+        # interrupt on x86, so an IRQ that rarely fires would otherwise keep its boot-time CPU.
+        yield f"irqaffinity={format_cpulist(irq_cpus)}", "irq.affinity"
     for index, argument in enumerate(profile.kernel.cmdline):
         yield argument, f"kernel.cmdline.{index}"
     cpu = profile.cpu
@@ -249,7 +260,9 @@ class CmdlineKnob(KnobFamily):
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
 
         by_name: dict[str, Setting] = {}
-        for argument, field in _declared_arguments(ctx.profile, ctx.cpus.isolated):
+        spec = ctx.profile.irq.affinity
+        irq_cpus = None if spec is None else ctx.cpuset(spec)
+        for argument, field in _declared_arguments(ctx.profile, ctx.cpus.isolated, irq_cpus):
             name = argument_name(argument)
             earlier = by_name.get(name)
             if earlier is not None and earlier.desired != argument:

@@ -44,6 +44,10 @@ KERNEL_OWNED_FLAGS = {
     "IRQD_NO_BALANCING": "its driver marks it no-balancing",
 }
 LEGACY_IRQS = {0: "timer", 2: "cascade"}
+MOVE_PENDING = (
+    "allowed CPUs are set; x86 moves an IRQ at its next interrupt (irqaffinity= on the kernel "
+    "command line places IRQs right from boot)"
+)
 NO_DEBUGFS = "may be a managed IRQ, which the kernel will not move: only debugfs tells"
 
 _IRQ_KEY = re.compile(r"^irq/([0-9]+)/(smp_affinity_list|effective_affinity_list)$")
@@ -138,6 +142,10 @@ class IrqKnob(KnobFamily):
         owned = kernel_owned(irq, readings)
         if owned is not None:
             return Observation(actual, "immovable", owned)
+        if name == EFFECTIVE and not self.matches(setting, actual):
+            allowed = readings.first_line(irq_file(irq, ALLOWED))
+            if allowed is not None and parse_cpulist(allowed) == parse_cpulist(setting.desired):
+                return Observation(actual, reason=MOVE_PENDING)
         debugfs_read = readings.lines(f"{DEBUG_IRQS}/{irq}") is not None
         if not debugfs_read and not self.matches(setting, actual):
             return Observation(actual, reason=NO_DEBUGFS)
