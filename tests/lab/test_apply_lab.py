@@ -155,7 +155,14 @@ def test_history_shows_the_apply(lab_vm: Lab, applied: dict[str, Any]) -> None:
     records = result.json()
     keys = {record["key"] for record in records if record["action"] == "apply"}
     assert {"vm/thp_enabled", "host/reboot"} <= keys
-    assert all(record["result"] == "ok" for record in records)
+    # A managed IRQ refuses its new affinity: journalled as refused, reported immovable.
+    refused = set(lab_vm.ssh("cat /var/lib/quietcore/refused-writes 2>/dev/null || :").split())
+    for record in records:
+        if record["result"] == "refused":
+            irq = record["key"].split("/")[1]
+            assert f"/proc/irq/{irq}/smp_affinity_list" in refused, record
+        else:
+            assert record["result"] == "ok", record
     assert {record["profile"] for record in records} == {"lab-acceptance"}
 
 

@@ -383,6 +383,18 @@ def test_a_refused_write_is_recorded_once_and_does_not_fail_the_script(tmp_path:
     assert refused.read_text() == f"{target}\n"
 
 
+def test_a_refused_write_is_journalled_as_refused(tmp_path: Path) -> None:
+    journal_file = tmp_path / "journal.jsonl"
+    target = tmp_path / "no-such-dir" / "smp_affinity_list"
+    line = step_line(Write("/proc/irq/25/smp_affinity_list", "0-1", refusable=True))
+    entry = journal.entry(context(), "irq/25/smp_affinity_list", "0-3", "0-1", False)
+    lines = [f"REFUSED={tmp_path / 'refused'}", "qc_block"]
+    lines += [line.replace("/proc/irq/25/smp_affinity_list", str(target))]
+    lines += [record_line(str(journal_file), entry)]
+    assert run(lines, tmp_path).returncode == 0
+    assert [r["result"] for r in records(journal_file)] == ["refused"]
+
+
 def test_a_refusable_write_that_works_records_nothing(tmp_path: Path) -> None:
     refused = tmp_path / "refused-writes"
     target = tmp_path / "value"

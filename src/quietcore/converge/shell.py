@@ -15,19 +15,20 @@ from dataclasses import dataclass
 from quietcore.steps import REFUSED_WRITES, ManagedFile, Run, Step, Write
 
 # The functions every script starts with. ``qc_block`` and ``qc_record`` let a journal line say
-# whether the steps of its key succeeded: the line is built on the controller in two halves
-# around the word ``ok`` or ``failed``.
+# how the steps of its key went: the line is built on the controller in two halves around the
+# word ``ok``, ``refused`` (the kernel keeps the value: a managed IRQ) or ``failed``.
 PRELUDE = (
     f"REFUSED={REFUSED_WRITES}\n"
     + r"""qc_failed=0
 qc_block_failed=0
+qc_block_refused=0
 qc_fail() { echo "quietcore: $*" >&2; qc_failed=1; qc_block_failed=1; }
-qc_block() { qc_block_failed=0; }
+qc_block() { qc_block_failed=0; qc_block_refused=0; }
 qc_write() { { printf '%s\n' "$2" > "$1"; } 2>/dev/null || qc_fail "could not write '$2' to $1"; }
 qc_write_refusable() {
     { printf '%s\n' "$2" > "$1"; } 2>/dev/null && return 0
     echo "quietcore: the kernel refused '$2' for $1: recorded as kernel-owned"
-    qc_block_failed=1
+    qc_block_refused=1
     mkdir -p "${REFUSED%/*}" || return 0
     grep -qxF "$1" "$REFUSED" 2>/dev/null || echo "$1" >> "$REFUSED"
 }
@@ -46,7 +47,9 @@ qc_backup() {
 qc_restore() { cp -p "$2" "$1" || qc_fail "could not restore $1 from $2"; }
 qc_record() {
     mkdir -p "${1%/*}" || qc_fail "could not create ${1%/*}"
-    if [ "$qc_block_failed" = 0 ]; then r=ok; else r=failed; fi
+    r=ok
+    [ "$qc_block_refused" = 0 ] || r=refused
+    [ "$qc_block_failed" = 0 ] || r=failed
     printf '%s%s%s\n' "$2" "$r" "$3" >> "$1" || qc_fail "could not append to $1"
 }"""
 )
