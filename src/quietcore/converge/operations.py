@@ -10,6 +10,7 @@ CLI: both go through ``queue_plan``, so the two cannot drift apart.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,6 @@ from typing import Any
 from pyinfra.api.command import FunctionCommand, QuoteString, StringCommand
 from pyinfra.api.operation import operation
 from pyinfra.context import host
-from pyinfra.operations import server
 
 from quietcore.converge import journal, paths
 from quietcore.converge.boot import FAMILY as BOOT_FAMILY
@@ -103,6 +103,37 @@ def mirror() -> Generator[FunctionCommand]:
     yield FunctionCommand(_mirror, (), {})
 
 
+BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
+
+
+def _boot_id(host: Any) -> str | None:
+    done, output = host.run_shell_command(BOOT_ID)
+    return output.stdout.strip() if done else None
+
+
+def _wait_for_new_boot(state: Any, host: Any, before: list[str], timeout: int) -> None:
+    """Reconnect until the host answers with another boot id. (pyinfra's ``server.reboot``
+    compares uptimes, which never settles when the host had only just booted before.)"""
+    deadline = time.monotonic() + timeout
+    time.sleep(5)
+    while time.monotonic() < deadline:
+        host.disconnect()
+        host.connect(show_errors=False)
+        if host.connected and _boot_id(host) not in (None, *before):
+            return
+        time.sleep(3)
+    raise TimeoutError(f"{host.name} did not come back with a new boot id in {timeout} s")
+
+
+@operation()
+def reboot_and_wait(timeout: int = 900) -> Generator[Any]:
+    """Reboot the host and wait until it answers SSH again with a new boot id."""
+    before: list[str] = []
+    yield FunctionCommand(lambda state, host: before.append(_boot_id(host) or ""), (), {})
+    yield StringCommand("( sleep 1 && reboot ) </dev/null >/dev/null 2>&1 &")
+    yield FunctionCommand(_wait_for_new_boot, (before, timeout), {})
+
+
 # --- Rendering a plan into per-family scripts -------------------------------------------------
 
 
@@ -186,5 +217,9 @@ def queue_plan(
         record = journal.entry(context, "host/reboot", None, "reboot", True)
         lines = ("qc_block", record_line(paths.JOURNAL, record))
         add(state_files, lines=lines, name="quietcore: journal the reboot")
-        add(server.reboot, delay=5, interval=2, reboot_timeout=reboot_timeout)
+        add(
+            reboot_and_wait,
+            timeout=reboot_timeout,
+            name="quietcore: reboot and wait for a new boot id",
+        )
     return True

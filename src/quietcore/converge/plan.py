@@ -311,15 +311,15 @@ class RollbackCheck:
 
 
 IRQBALANCE_HANDS_BACK = (
-    "irqbalance was running before quietcore and runs again: it places this IRQ, so its "
-    "value of the moment is not one to restore"
+    "irqbalance runs: it places this IRQ, so the affinity it had chosen when the snapshot "
+    "was taken is not a value to restore"
 )
 
 
-def irqbalance_was_running(snapshot: Snapshot) -> bool:
-    """Whether irqbalance ran before quietcore: then it, not the snapshot, owns IRQ affinity."""
-    saved = snapshot.keys.get(irqbalance.SERVICE_KEY)
-    return saved is not None and (saved.before or "").startswith("active")
+def irqbalance_runs(readings: Readings) -> bool:
+    """Whether irqbalance runs on the host now: then it, not the snapshot, owns IRQ affinity."""
+    state = irqbalance.daemon_state(readings)
+    return state is not None and state.running
 
 
 def check_key(
@@ -327,7 +327,7 @@ def check_key(
 ) -> RollbackCheck:
     """Whether ``key`` has its snapshot value again, judged by its family's comparison.
 
-    ``balanced``: irqbalance ran before quietcore, so IRQ affinities are its to place again.
+    ``balanced``: irqbalance runs, so IRQ affinities are its to place.
     """
     if balanced and saved.family == irq.IrqKnob.name and key != irq.DEFAULT_KEY:
         return RollbackCheck(key, saved, saved.before, True, IRQBALANCE_HANDS_BACK)
@@ -354,7 +354,10 @@ def _snapshot_setting(key: str, saved: SavedKey) -> Setting:
 def rollback_reads(snapshot: Snapshot) -> ReadSpec:
     """What rollback reads: what every applied profile read, and quietcore's own files."""
     profiles = [Profile.model_validate(document) for document in snapshot.profiles]
-    return merge_reads([*(reads_for_profile(profile) for profile in profiles), managed_reads()])
+    daemon = ReadSpec(commands=((irqbalance.STATE_COMMAND, irqbalance.STATE_SHELL),))
+    return merge_reads(
+        [*(reads_for_profile(profile) for profile in profiles), managed_reads(), daemon]
+    )
 
 
 def _restore_kind(saved: SavedKey, steps: tuple[Step, ...]) -> ChangeKind:
@@ -374,7 +377,7 @@ def plan_rollback(read: HostRead, snapshot: Snapshot) -> HostPlan:
     audit = HostAudit(read.host, "ok", topology=topology, elapsed_s=read.elapsed_s)
     changes: list[Change] = []
     for key, saved in snapshot.keys.items():
-        check = check_key(key, saved, readings, topology, balanced=irqbalance_was_running(snapshot))
+        check = check_key(key, saved, readings, topology, balanced=irqbalance_runs(readings))
         if check.restored:
             continue
         steps = family(saved.family).steps_to_set(key, saved.before, readings, topology)
