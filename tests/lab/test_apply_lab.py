@@ -20,7 +20,7 @@ from tests.lab.conftest import Lab
 
 pytestmark = pytest.mark.lab
 
-PROFILE = Path(__file__).parent / "profiles" / "acceptance.yaml"
+PROFILE = Path(__file__).resolve().parents[2] / "examples" / "lab-isolated.yaml"
 REBOOT_RUN_TIMEOUT = 1800
 # Files quietcore may leave: the journal, on purpose (an append-only audit trail).
 OWNED_FILES = (
@@ -163,7 +163,7 @@ def test_history_shows_the_apply(lab_vm: Lab, applied: dict[str, Any]) -> None:
             assert f"/proc/irq/{irq}/smp_affinity_list" in refused, record
         else:
             assert record["result"] == "ok", record
-    assert {record["profile"] for record in records} == {"lab-acceptance"}
+    assert {record["profile"] for record in records} == {"lab-isolated"}
 
 
 def test_rollback_returns_every_key_to_its_snapshot(

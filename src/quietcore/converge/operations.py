@@ -10,6 +10,8 @@ CLI: both go through ``queue_plan``, so the two cannot drift apart.
 from __future__ import annotations
 
 import functools
+import logging
+import re
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
@@ -42,6 +44,7 @@ from quietcore.steps import REFUSED_WRITES, ManagedFile, Run
 # ``add_op(state, op, ..., host=[host])`` through the Python API.
 AddOperation = Callable[..., Any]
 
+log = logging.getLogger(__name__)
 CLEANUP = (Run(("rm", "-rf", paths.BACKUP_DIR)),)
 
 
@@ -106,9 +109,22 @@ def mirror() -> Generator[FunctionCommand]:
 BOOT_ID = "cat /proc/sys/kernel/random/boot_id"
 
 
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
 def _boot_id(host: Any) -> str | None:
+    """The host's boot id, or ``None``: a host shutting down can still run a command and
+    print nothing, which must not pass for a new boot."""
     done, output = host.run_shell_command(BOOT_ID)
-    return output.stdout.strip() if done else None
+    text = output.stdout.strip() if done else ""
+    return text if _UUID.match(text) else None
+
+
+def _remember_boot(state: Any, host: Any, before: list[str]) -> None:
+    boot_id = _boot_id(host)
+    if boot_id is None:
+        raise RuntimeError(f"{host.name}: cannot read its boot id, so a reboot could not be told")
+    before.append(boot_id)
 
 
 def _wait_for_new_boot(state: Any, host: Any, before: list[str], timeout: int) -> None:
@@ -120,6 +136,7 @@ def _wait_for_new_boot(state: Any, host: Any, before: list[str], timeout: int) -
         host.disconnect()
         host.connect(show_errors=False)
         if host.connected and _boot_id(host) not in (None, *before):
+            log.info("%s: back with a new boot id", host.name)
             return
         time.sleep(3)
     raise TimeoutError(f"{host.name} did not come back with a new boot id in {timeout} s")
@@ -129,7 +146,7 @@ def _wait_for_new_boot(state: Any, host: Any, before: list[str], timeout: int) -
 def reboot_and_wait(timeout: int = 900) -> Generator[Any]:
     """Reboot the host and wait until it answers SSH again with a new boot id."""
     before: list[str] = []
-    yield FunctionCommand(lambda state, host: before.append(_boot_id(host) or ""), (), {})
+    yield FunctionCommand(_remember_boot, (before,), {})
     yield StringCommand("( sleep 1 && reboot ) </dev/null >/dev/null 2>&1 &")
     yield FunctionCommand(_wait_for_new_boot, (before, timeout), {})
 
