@@ -18,13 +18,13 @@ from quietcore.converge import paths
 from quietcore.converge.plan import (
     HostPlan,
     check_key,
-    irqbalance_runs,
     plan_apply,
     plan_rollback,
 )
 from quietcore.converge.snapshot import from_json, to_json
+from quietcore.knobs.irqbalance import STATE_COMMAND, daemon_state
 from quietcore.profile.load import load_profile
-from quietcore.readings import HostRead, Readings
+from quietcore.readings import CommandResult, HostRead, Readings
 from quietcore.steps import Write
 from quietcore.topology import parse_topology
 
@@ -52,6 +52,21 @@ def _after(readings: Readings, plan: HostPlan) -> Readings:
 
 def _by_program(plan: HostPlan) -> set[str]:
     return {c.key for c in plan.now if not all(isinstance(s, Write) for s in c.steps)}
+
+
+def _irqbalance_runs(readings: Readings) -> bool:
+    state = daemon_state(readings)
+    return state is not None and state.running
+
+
+def _with_irqbalance(readings: Readings, active: str) -> Readings:
+    """``readings`` with irqbalance's state answer saying ``active=<active>``."""
+    result = readings.commands[STATE_COMMAND]
+    lines = tuple(
+        f"active={active}" if line.startswith("active=") else line for line in result.lines
+    )
+    commands = {**readings.commands, STATE_COMMAND: CommandResult(lines, result.returncode)}
+    return replace(readings, commands=commands)
 
 
 def _plan(profile: str, readings: Readings) -> HostPlan:
@@ -123,7 +138,7 @@ def test_rollback_plan_restores_every_changed_key_and_removes_every_file(
     restored_now = {change.key for change in back.now} - _by_program(trading)
     changed_now = {change.key for change in trading.now} - _by_program(trading)
     # irqbalance runs on the lab (trading only bans the isolated CPUs): IRQs are its to place.
-    assert irqbalance_runs(applied)
+    assert _irqbalance_runs(applied)
     changed_now -= {key for key in changed_now if key.endswith("/smp_affinity_list")}
     assert restored_now == changed_now
     created = {f.path for f in trading.files if f.action == "create"}
@@ -131,9 +146,7 @@ def test_rollback_plan_restores_every_changed_key_and_removes_every_file(
     after_rollback = _after(applied, back)
     topology = parse_topology(after_rollback)
     for key, saved in snapshot.keys.items():
-        check = check_key(
-            key, saved, after_rollback, topology, balanced=irqbalance_runs(after_rollback)
-        )
+        check = check_key(key, saved, after_rollback, topology)
         if key not in _by_program(trading):
             assert check.restored or saved.reboot, (key, saved, check.actual)
 
@@ -153,8 +166,13 @@ def test_irq_affinity_is_left_to_irqbalance_when_it_runs(trading: HostPlan) -> N
     snapshot = trading.snapshot
     assert snapshot is not None
     readings, topology = lab_readings(), parse_topology(lab_readings())
-    assert irqbalance_runs(readings)  # the lab capture: irqbalance active
+    assert _irqbalance_runs(readings)  # the lab capture: irqbalance active
     key = next(k for k in snapshot.keys if k.endswith("/smp_affinity_list"))
     moved = replace(snapshot.keys[key], before="0")  # somewhere the IRQ is not now
-    assert check_key(key, moved, readings, topology, balanced=True).restored
-    assert not check_key(key, moved, readings, topology, balanced=False).restored
+    assert check_key(key, moved, readings, topology).restored
+    stopped = _with_irqbalance(readings, "inactive")
+    assert not _irqbalance_runs(stopped)
+    assert not check_key(key, moved, stopped, topology).restored
+    # irqbalance never sets the mask new IRQs start with: that one is always restored.
+    default = replace(snapshot.keys["irq/default_smp_affinity"], before="0")
+    assert not check_key("irq/default_smp_affinity", default, readings, topology).restored

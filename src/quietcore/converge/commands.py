@@ -24,7 +24,6 @@ from quietcore.converge.plan import (
     apply_reads,
     check_key,
     existing_snapshot,
-    irqbalance_runs,
     managed_reads,
     plan_apply,
     plan_rollback,
@@ -301,10 +300,8 @@ def _checks(
         if snapshot is None or read.readings is None:
             continue
         topology = parse_topology(read.readings)
-        balanced = irqbalance_runs(read.readings)
         checks[read.host] = [
-            check_key(key, saved, read.readings, topology, balanced=balanced)
-            for key, saved in snapshot.keys.items()
+            check_key(key, saved, read.readings, topology) for key, saved in snapshot.keys.items()
         ]
     return checks
 

@@ -28,7 +28,6 @@ from quietcore.converge.boot import BootEntry, boot_files
 from quietcore.converge.snapshot import SavedFile, SavedKey, Snapshot, SnapshotError, from_json
 from quietcore.drift import SettingResult
 from quietcore.facts import merge_reads
-from quietcore.knobs import irq, irqbalance
 from quietcore.knobs.base import Setting
 from quietcore.knobs.registry import FAMILIES, family
 from quietcore.profile.loaded import LoadedProfile
@@ -310,28 +309,13 @@ class RollbackCheck:
     reason: str = ""
 
 
-IRQBALANCE_HANDS_BACK = (
-    "irqbalance runs: it places this IRQ, so the affinity it had chosen when the snapshot "
-    "was taken is not a value to restore"
-)
-
-
-def irqbalance_runs(readings: Readings) -> bool:
-    """Whether irqbalance runs on the host now: then it, not the snapshot, owns IRQ affinity."""
-    state = irqbalance.daemon_state(readings)
-    return state is not None and state.running
-
-
-def check_key(
-    key: str, saved: SavedKey, readings: Readings, topology: Topology, *, balanced: bool = False
-) -> RollbackCheck:
-    """Whether ``key`` has its snapshot value again, judged by its family's comparison.
-
-    ``balanced``: irqbalance runs, so IRQ affinities are its to place.
-    """
-    if balanced and saved.family == irq.IrqKnob.name and key != irq.DEFAULT_KEY:
-        return RollbackCheck(key, saved, saved.before, True, IRQBALANCE_HANDS_BACK)
+def check_key(key: str, saved: SavedKey, readings: Readings, topology: Topology) -> RollbackCheck:
+    """Whether ``key`` has its snapshot value again, judged by its family's comparison; a key
+    a running daemon now places (irqbalance and IRQ affinity) counts as handed back to it."""
     knob = family(saved.family)
+    daemon = knob.placed_by_daemon(key, readings)
+    if daemon is not None:
+        return RollbackCheck(key, saved, saved.before, True, daemon)
     seen = knob.observe(_snapshot_setting(key, saved), readings, topology)
     if seen.status in ("unsupported", "immovable"):
         return RollbackCheck(key, saved, seen.actual, True, seen.reason)
@@ -354,10 +338,7 @@ def _snapshot_setting(key: str, saved: SavedKey) -> Setting:
 def rollback_reads(snapshot: Snapshot) -> ReadSpec:
     """What rollback reads: what every applied profile read, and quietcore's own files."""
     profiles = [Profile.model_validate(document) for document in snapshot.profiles]
-    daemon = ReadSpec(commands=((irqbalance.STATE_COMMAND, irqbalance.STATE_SHELL),))
-    return merge_reads(
-        [*(reads_for_profile(profile) for profile in profiles), managed_reads(), daemon]
-    )
+    return merge_reads([*(reads_for_profile(profile) for profile in profiles), managed_reads()])
 
 
 def _restore_kind(saved: SavedKey, steps: tuple[Step, ...]) -> ChangeKind:
@@ -377,7 +358,7 @@ def plan_rollback(read: HostRead, snapshot: Snapshot) -> HostPlan:
     audit = HostAudit(read.host, "ok", topology=topology, elapsed_s=read.elapsed_s)
     changes: list[Change] = []
     for key, saved in snapshot.keys.items():
-        check = check_key(key, saved, readings, topology, balanced=irqbalance_runs(readings))
+        check = check_key(key, saved, readings, topology)
         if check.restored:
             continue
         steps = family(saved.family).steps_to_set(key, saved.before, readings, topology)

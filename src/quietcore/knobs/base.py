@@ -130,6 +130,11 @@ class KnobFamily(ABC):
         the key cannot change at runtime: it is set through ``native_files`` and a reboot."""
         return ()
 
+    def placed_by_daemon(self, key: str, readings: Readings) -> str | None:
+        """Why a daemon running on the host, not quietcore, now decides ``key`` (so rollback
+        has no value of its own to restore), or ``None``."""
+        return None
+
     def native_files(
         self, settings: Sequence[Setting], readings: Readings, topology: Topology
     ) -> tuple[ManagedFile, ...]:

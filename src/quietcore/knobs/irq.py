@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from quietcore.knobs import irqbalance
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.knobs.workqueue import mask_for
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist, parse_cpumask
@@ -44,6 +45,10 @@ KERNEL_OWNED_FLAGS = {
     "IRQD_NO_BALANCING": "its driver marks it no-balancing",
 }
 LEGACY_IRQS = {0: "timer", 2: "cascade"}
+IRQBALANCE_PLACES = (
+    "irqbalance runs: it places this IRQ, so the affinity it had chosen when the snapshot "
+    "was taken is not a value to restore"
+)
 MOVE_PENDING = (
     "allowed CPUs are set; x86 moves an IRQ at its next interrupt (irqaffinity= on the kernel "
     "command line places IRQs right from boot)"
@@ -107,7 +112,9 @@ class IrqKnob(KnobFamily):
                 f"/proc/irq/[0-9]*/{EFFECTIVE}",
                 f"{DEBUG_IRQS}/[0-9]*",
                 REFUSED_WRITES,
-            )
+            ),
+            # Whether irqbalance runs: while it does, it places the IRQs (placed_by_daemon).
+            commands=((irqbalance.STATE_COMMAND, irqbalance.STATE_SHELL),),
         )
 
     def desired(self, ctx: ResolveContext) -> Iterable[Setting]:
@@ -157,6 +164,12 @@ class IrqKnob(KnobFamily):
             # The kernel delivers to one CPU (or a few) of the allowed set.
             return got <= desired
         return got == desired
+
+    def placed_by_daemon(self, key: str, readings: Readings) -> str | None:
+        state = irqbalance.daemon_state(readings)
+        if key == DEFAULT_KEY or state is None or not state.running:
+            return None
+        return IRQBALANCE_PLACES
 
     def steps_to_set(
         self, key: str, value: str | None, readings: Readings, topology: Topology
