@@ -30,6 +30,17 @@ class UnsafeStepError(ValueError):
     """A step that would write outside the allowed files or carry text the shell could misread."""
 
 
+# A non-negative integer: hugepage counts, sysfs switches, percentages.
+NUMBER = re.compile(r"[0-9]+")
+
+
+def checked(value: str, pattern: re.Pattern[str], key: str) -> str:
+    """``value`` if all of it matches ``pattern``; refused for ``key`` otherwise."""
+    if not pattern.fullmatch(value):
+        raise UnsafeStepError(f"refusing {value!r} for {key}")
+    return value
+
+
 @dataclass(frozen=True)
 class Write:
     """Write ``value`` and a newline into a kernel file (``/proc/sys/...``, ``/sys/...``).

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from quietcore.profile.cpuplan import CpuPlan, resolve_cpu_text
-from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist
+from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
-from quietcore.steps import ManagedFile, Step
+from quietcore.steps import ManagedFile, Step, UnsafeStepError
 from quietcore.topology import Topology
 
 Status = Literal["ok", "drift", "missing", "unsupported", "immovable"]
@@ -141,6 +141,19 @@ class KnobFamily(ABC):
         """The files that persist ``settings`` natively: every applicable setting of this
         family on the host, not only the drifted ones, so the files always say everything."""
         return ()
+
+
+def step_cpus(value: str, key: str, *, allow_empty: bool = False) -> CpuSet:
+    """A canonical CPU list about to be written to ``key``: refused when it is not a CPU list,
+    or when empty unless ``allow_empty`` (the kernel refuses an empty affinity or workqueue
+    mask; an empty steering mask just turns steering off)."""
+    try:
+        cpus = parse_cpulist(value)
+    except CpuSetError as error:
+        raise UnsafeStepError(f"refusing {value!r} for {key}: {error}") from None
+    if not cpus and not allow_empty:
+        raise UnsafeStepError(f"refusing an empty CPU list for {key}: the kernel needs a CPU")
+    return cpus
 
 
 def cpuset_observation(

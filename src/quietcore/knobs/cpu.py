@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
-from quietcore.steps import Step, UnsafeStepError, Write
+from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
 from quietcore.topology import Topology
 
 CPU = "/sys/devices/system/cpu"
@@ -60,7 +60,6 @@ _PER_CPU_KEY = re.compile(
 )
 # Governor names, EPB/EPP words (``balance-performance``, ``balance_power``) and numbers.
 _WORD = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_NUMBER = re.compile(r"^[0-9]+$")
 _FLAG = re.compile(r"^[01]$")
 
 
@@ -98,12 +97,6 @@ def _missing_cpufreq(readings: Readings, what: str) -> str:
 
 def _describe(states: dict[int, tuple[str, str]]) -> str:
     return ", ".join(f"state{index} ({name})" for index, (_, name) in sorted(states.items()))
-
-
-def _checked(value: str, pattern: re.Pattern[str], key: str) -> str:
-    if not pattern.fullmatch(value):
-        raise UnsafeStepError(f"refusing {value!r} for {key}")
-    return value
 
 
 def _energy_steps(readings: Readings, cpu: int, value: str) -> tuple[Step, ...]:
@@ -270,19 +263,19 @@ class CpuKnob(KnobFamily):
                 return ()
             raise UnsafeStepError(f"refusing cpu key {key!r}: not one quietcore knows")
         if key == MIN_PERF_KEY:
-            return (Write(MIN_PERF, _checked(value, _NUMBER, key)),)
+            return (Write(MIN_PERF, checked(value, NUMBER, key)),)
         if key == BOOST_KEY:
-            return self._boost_steps(readings, _checked(value, _FLAG, key))
+            return self._boost_steps(readings, checked(value, _FLAG, key))
         match = _PER_CPU_KEY.fullmatch(key)
         if match is None:
             raise UnsafeStepError(f"refusing cpu key {key!r}: not one quietcore knows")
         cpu_text, what, state, deeper = match.groups()
         cpu = int(cpu_text)  # cpu007 is no file: always the kernel's own number
         if what == "scaling_governor":
-            return (Write(cpu_file(cpu, GOVERNOR), _checked(value, _WORD, key)),)
+            return (Write(cpu_file(cpu, GOVERNOR), checked(value, _WORD, key)),)
         if what == "energy_perf_bias":
-            return _energy_steps(readings, cpu, _checked(value, _WORD, key))
-        flag = _checked(value, _FLAG, key)
+            return _energy_steps(readings, cpu, checked(value, _WORD, key))
+        flag = checked(value, _FLAG, key)
         if state is not None:
             return (Write(cpu_file(cpu, f"cpuidle/state{int(state)}/disable"), flag),)
         # Every deeper state the host showed for this CPU; disabling is the desired value,

@@ -19,7 +19,7 @@ from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Settin
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, size_kib
 from quietcore.readings import Readings, ReadSpec
-from quietcore.steps import Step, UnsafeStepError, Write
+from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
 from quietcore.topology import Topology
 
 # The same globs as topology.TOPOLOGY_READS, so the bundle reads each file once.
@@ -31,7 +31,6 @@ DEFAULT_SIZE_KEY = "hugepages/default_size"
 _POOL_KEY = re.compile(r"^hugepages/(?:node(\d+)/)?(\d+)kB$")
 _POOL_SIZE = re.compile(r"/hugepages-(\d+)kB/")
 _MEMINFO_DEFAULT = re.compile(r"^Hugepagesize:\s*(\d+)\s*kB$")
-_COUNT = re.compile(r"^[0-9]+$")
 
 
 def host_pool_path(kib: int) -> str:
@@ -153,7 +152,5 @@ class HugepagesKnob(KnobFamily):
             raise UnsafeStepError(str(error)) from None
         if value is None:  # the pool did not exist before: nothing to restore
             return ()
-        if not _COUNT.fullmatch(value):
-            raise UnsafeStepError(f"refusing hugepage count {value!r} for {key}")
         path = host_pool_path(kib) if node is None else node_pool_path(node, kib)
-        return (Write(path, value),)
+        return (Write(path, checked(value, NUMBER, key)),)

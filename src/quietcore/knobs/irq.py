@@ -22,9 +22,8 @@ import re
 from collections.abc import Iterable
 
 from quietcore.knobs import irqbalance
-from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
-from quietcore.knobs.workqueue import mask_for
-from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist, parse_cpumask
+from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting, step_cpus
+from quietcore.profile.cpuset import format_cpulist, format_cpumask, parse_cpulist, parse_cpumask
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.steps import REFUSED_WRITES, Step, UnsafeStepError, Write
@@ -85,17 +84,6 @@ def kernel_owned(irq: int, readings: Readings) -> str | None:
             "(/sys/kernel/debug/irq) managed IRQs cannot be told apart"
         )
     return None
-
-
-def _cpulist_value(value: str, key: str) -> str:
-    """The canonical list, refused when empty (the kernel refuses it) or not a CPU list."""
-    try:
-        cpus = parse_cpulist(value)
-    except CpuSetError as error:
-        raise UnsafeStepError(f"refusing {value!r} for {key}: {error}") from None
-    if not cpus:
-        raise UnsafeStepError(f"refusing an empty CPU list for {key}")
-    return format_cpulist(cpus)
 
 
 class IrqKnob(KnobFamily):
@@ -177,12 +165,13 @@ class IrqKnob(KnobFamily):
         if key == DEFAULT_KEY:
             if value is None:
                 return ()
-            return (Write(DEFAULT_AFFINITY, mask_for(value, topology)),)
+            mask = format_cpumask(step_cpus(value, key), topology.possible_count)
+            return (Write(DEFAULT_AFFINITY, mask),)
         match = _IRQ_KEY.fullmatch(key)
         if match is None:
             raise UnsafeStepError(f"refusing irq key {key!r}: not one quietcore knows")
         if match.group(2) == EFFECTIVE or value is None:
             # The effective affinity follows the allowed one; an IRQ absent before is gone.
             return ()
-        path, cpus = irq_file(int(match.group(1)), ALLOWED), _cpulist_value(value, key)
+        path, cpus = irq_file(int(match.group(1)), ALLOWED), format_cpulist(step_cpus(value, key))
         return (Write(path, cpus, refusable=True),)

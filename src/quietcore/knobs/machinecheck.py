@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
-from quietcore.steps import Step, UnsafeStepError, Write
+from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
 from quietcore.topology import Topology
 
 DEVICES = "/sys/devices/system/machinecheck"
@@ -31,7 +31,6 @@ MCE_FLAGS = frozenset({"mce", "mca"})
 
 _DEVICE_KEY = re.compile(r"^machinecheck/(machinecheck\d+)/ignore_ce$")
 _DEVICE = re.compile(r"/(machinecheck\d+)/ignore_ce$")
-_VALUE = re.compile(r"^[0-9]+$")
 # The all-devices key's actual when devices disagree: ``machinecheck0=1 machinecheck1=0``.
 _PER_DEVICE = re.compile(r"^(machinecheck\d+)=([0-9]+)$")
 
@@ -48,12 +47,6 @@ def ignore_ce_values(readings: Readings) -> dict[str, str]:
         if match and lines:
             values[match.group(1)] = lines[0].strip()
     return values
-
-
-def _checked(value: str, key: str) -> str:
-    if not _VALUE.fullmatch(value):
-        raise UnsafeStepError(f"refusing ignore_ce value {value!r} for {key}")
-    return value
 
 
 class MachinecheckKnob(KnobFamily):
@@ -101,7 +94,7 @@ class MachinecheckKnob(KnobFamily):
         if value is None:  # the device did not exist before: nothing to restore
             return ()
         if match is not None:
-            return (Write(ignore_ce_path(match.group(1)), _checked(value, key)),)
+            return (Write(ignore_ce_path(match.group(1)), checked(value, NUMBER, key)),)
         if "=" in value:
             # Rolling back devices that disagreed: each gets its own value back.
             pairs = [_PER_DEVICE.fullmatch(word) for word in value.split()]
@@ -110,6 +103,6 @@ class MachinecheckKnob(KnobFamily):
             return tuple(
                 Write(ignore_ce_path(pair.group(1)), pair.group(2)) for pair in pairs if pair
             )
-        checked = _checked(value, key)
+        value = checked(value, NUMBER, key)
         devices = ignore_ce_values(readings)
-        return tuple(Write(ignore_ce_path(device), checked) for device in devices)
+        return tuple(Write(ignore_ce_path(device), value) for device in devices)

@@ -25,12 +25,11 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting, step_cpus
 from quietcore.profile.cpuset import (
     CpuSetError,
     format_cpulist,
     format_cpumask,
-    parse_cpulist,
     parse_cpumask,
 )
 from quietcore.profile.errors import ResolveError
@@ -185,12 +184,10 @@ def _steering_write(interface: str, queue: str, file: str, value: str, possible:
     steering = STEERING.get(file)
     if match is None or steering is None or match.group(1) != steering.side:
         raise UnsafeStepError(f"refusing {interface}/{queue}/{file}: not a steering file")
-    try:
-        cpus = parse_cpulist(value)
-    except CpuSetError as error:
-        raise UnsafeStepError(f"refusing CPU list {value!r}: {error}") from None
+    path = f"{NET}/{interface}/queues/{queue}/{file}"
     # An empty set is a mask of 0, which turns steering off (the kernel's default).
-    return Write(f"{NET}/{interface}/queues/{queue}/{file}", format_cpumask(cpus, possible))
+    cpus = step_cpus(value, path, allow_empty=True)
+    return Write(path, format_cpumask(cpus, possible))
 
 
 def _beyond_maximum(

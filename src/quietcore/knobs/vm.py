@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.schema import MemorySection, Profile
 from quietcore.readings import Readings, ReadSpec
-from quietcore.steps import Step, UnsafeStepError, Write
+from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
 from quietcore.topology import Topology
 
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
@@ -28,7 +28,6 @@ KSM_UNMERGED = "2"
 _SELECTED = re.compile(r"\[([^\]]+)\]")
 # THP modes (always, madvise, never; defrag also defer, defer+madvise) and KSM's run number.
 _MODE = re.compile(r"^[a-z]+(?:\+[a-z]+)?$")
-_NUMBER = re.compile(r"^[0-9]+$")
 
 
 def selected_mode(text: str) -> str:
@@ -75,7 +74,7 @@ _FILES = (
         "kernel built without KSM",
         lambda m: None if m.ksm is None else ("1" if m.ksm else KSM_STOPPED),
         str.strip,
-        _NUMBER,
+        NUMBER,
     ),
 )
 _BY_KEY = {file.key: file for file in _FILES}
@@ -117,6 +116,4 @@ class VmKnob(KnobFamily):
             raise UnsafeStepError(f"refusing vm key {key!r}: not one quietcore knows")
         if value is None:  # the file did not exist before: nothing to restore
             return ()
-        if not file.value.fullmatch(value):
-            raise UnsafeStepError(f"refusing to write {value!r} to {file.path}")
-        return (Write(file.path, value),)
+        return (Write(file.path, checked(value, file.value, key)),)

@@ -17,12 +17,11 @@ from quietcore.knobs.base import (
     ResolveContext,
     Setting,
     cpuset_observation,
+    step_cpus,
 )
 from quietcore.profile.cpuset import (
-    CpuSetError,
     format_cpulist,
     format_cpumask,
-    parse_cpulist,
     parse_cpumask,
 )
 from quietcore.profile.schema import Profile
@@ -42,19 +41,6 @@ MASK_FILES = {
         "this kernel has no separate writeback workqueue cpumask",
     ),
 }
-
-
-def mask_for(cpulist: str, topology: Topology) -> str:
-    """A canonical CPU list as the hex mask a kernel mask file takes, printed as wide as the
-    kernel prints it (its possible CPUs), so writing back what was read is the same text.
-    Refuses an empty set, which the kernel refuses too."""
-    try:
-        cpus = parse_cpulist(cpulist)
-    except CpuSetError as error:
-        raise UnsafeStepError(f"refusing CPU list {cpulist!r}: {error}") from None
-    if not cpus:
-        raise UnsafeStepError("refusing an empty CPU mask: the kernel needs at least one CPU")
-    return format_cpumask(cpus, topology.possible_count)
 
 
 class WorkqueueKnob(KnobFamily):
@@ -85,4 +71,4 @@ class WorkqueueKnob(KnobFamily):
         if value is None:  # the file did not exist before: nothing to restore
             return ()
         path, _ = MASK_FILES[key]
-        return (Write(path, mask_for(value, topology)),)
+        return (Write(path, format_cpumask(step_cpus(value, key), topology.possible_count)),)
