@@ -119,13 +119,33 @@ def test_snapshot_holds_the_values_before_the_first_change(trading: HostPlan) ->
     assert from_json(to_json(snapshot), "test") == snapshot
 
 
-def test_a_later_profile_grows_the_snapshot_but_keeps_first_values(trading: HostPlan) -> None:
+def test_a_later_profile_grows_the_snapshot_but_keeps_first_values(
+    trading: HostPlan, tmp_path: Path
+) -> None:
     applied = _after(lab_readings(), trading)
-    other = _plan("network-latency", applied)
-    assert other.existing == trading.snapshot
-    if other.snapshot is not None:
-        for key, saved in trading.snapshot.keys.items():  # type: ignore[union-attr]
-            assert other.snapshot.keys[key] == saved
+    # The capture read only trading's sysctls; give the host the one trading does not touch.
+    files = {**applied.files, "/proc/sys/vm/max_map_count": ("65530",)}
+    applied = replace(applied, files=files)
+    later = tmp_path / "later.yaml"
+    # One key trading does not touch, and one it already changed, set to something else.
+    later.write_text(
+        "name: later\nkernel:\n  sysctl:\n    vm.max_map_count: 262144\n    vm.swappiness: 1\n"
+    )
+    other = plan_apply(load_profile(str(later)), HostRead("lab", applied, None, 0.0), NOW)
+    first = trading.snapshot
+    assert first is not None and other.existing == first
+    assert other.snapshot is not None
+    assert set(other.snapshot.keys) - set(first.keys) == {"sysctl/vm.max_map_count"}
+    assert other.snapshot.keys["sysctl/vm.max_map_count"].before == "65530"
+    for key, saved in first.keys.items():
+        assert other.snapshot.keys[key] == saved
+    # Changed again, vm.swappiness keeps its value from before quietcore, not trading's.
+    assert "sysctl/vm.swappiness" in {change.key for change in other.now}
+    assert (
+        other.snapshot.keys["sysctl/vm.swappiness"].before
+        == first.keys["sysctl/vm.swappiness"].before
+        != "1"
+    )
 
 
 def test_rollback_plan_restores_every_changed_key_and_removes_every_file(
