@@ -98,6 +98,8 @@ def test_apply_reboots_once_and_verifies_without_drift(
 ) -> None:
     [host] = applied["document"]["hosts"]
     assert host["rebooted"] and host["status"] == "ok" and host["changes"] > 0
+    # The run's wall time includes the reboot, which alone takes tens of seconds here.
+    assert host["elapsed_s"] > 10
     assert _boot_id(lab_vm) != before["boot_id"]
     verify = run_cli("verify", "--profile", str(PROFILE), "--format", "json", str(lab_vm.inventory))
     assert verify.returncode == 0, verify.stdout
@@ -147,6 +149,7 @@ def test_a_second_apply_changes_nothing(lab_vm: Lab, applied: dict[str, Any]) ->
     document = result.json()
     assert document["changed"] == 0
     assert document["hosts"][0]["rebooted"] is False
+    assert document["hosts"][0]["elapsed_s"] == 0.0  # nothing was run
 
 
 def test_history_shows_the_apply(lab_vm: Lab, applied: dict[str, Any]) -> None:

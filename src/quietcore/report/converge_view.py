@@ -40,6 +40,8 @@ def apply_document(
             "changes": made,
             "planned": plan.action_count,
             "rebooted": bool(outcome and outcome.rebooted),
+            # Wall time of the run that changed it (all hosts run in parallel), reboot included.
+            "elapsed_s": round(outcome.elapsed_s, 1) if outcome and outcome.ran else 0.0,
             "status": audit.status if audit else plan.audit.status,
             "error": plan.error or (outcome.error if outcome else None),
         }
