@@ -96,6 +96,12 @@ def _confirm(plans: Sequence[HostPlan], yes: bool, verb: str) -> None:
         sys.exit(1)
 
 
+def _has_work(plans: Sequence[HostPlan], reboot: str) -> bool:
+    """Something to change, or a pending reboot that is allowed."""
+    to_reboot = reboot == "if-needed" and any(plan.needs_reboot for plan in plans)
+    return to_reboot or any(plan.action_count for plan in plans)
+
+
 def _context_for(
     action: journal.Action, loaded: LoadedProfile | None
 ) -> Callable[[HostPlan], journal.Context]:
@@ -214,9 +220,8 @@ def apply(
     reads = read_or_exit(targets, apply_reads(loaded), parallel, connect_timeout)
     plans = [plan_apply(loaded, read, journal.now_utc()) for read in reads]
     _show_plans(plans, as_json)
-    to_reboot = reboot == "if-needed" and any(plan.needs_reboot for plan in plans)
     outcomes: list[RunOutcome] = []
-    if any(plan.action_count for plan in plans) or to_reboot:
+    if _has_work(plans, reboot):
         _confirm(plans, yes, "apply")
         outcomes = _run(
             targets,
@@ -346,16 +351,18 @@ def rollback(
     reads = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
     plans = [plan_rollback(read, snapshots[read.host]) for read in reads]
     _show_plans(plans, as_json)
-    _confirm(plans, yes, "roll back")
-    outcomes = _run(
-        targets,
-        plans,
-        _context_for("rollback", None),
-        reboot,
-        reboot_timeout,
-        parallel,
-        connect_timeout,
-    )
+    outcomes: list[RunOutcome] = []
+    if _has_work(plans, reboot):
+        _confirm(plans, yes, "roll back")
+        outcomes = _run(
+            targets,
+            plans,
+            _context_for("rollback", None),
+            reboot,
+            reboot_timeout,
+            parallel,
+            connect_timeout,
+        )
     after = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
     checks = _checks(after, snapshots)
     if as_json:
