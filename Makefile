@@ -41,7 +41,8 @@ test: lint
 # The demo's default target is a lab VM (4 CPUs, 2 NUMA nodes, a 4-queue NIC) built and booted
 # here; the first run builds the image (~2 min, needs root and the Debian mirror). The demo
 # verifies (drift expected), plans, applies with a reboot where needed, and verifies again
-# (zero drift expected). The lab stays up for you to explore (`quietcore lab ssh demo`,
+# (zero drift expected), then measures jitter on the isolated CPUs. The lab stays up for you
+# to explore (`quietcore lab ssh demo`,
 # `quietcore history ...`, `quietcore rollback ...`); `make demo-down` stops it.
 # DEMO_TARGET=@local (or user@host, or an inventory file) points the demo elsewhere: it then
 # changes that host, after the plan, without asking (DEMO_APPLY=no stops after the plan).
@@ -64,7 +65,10 @@ demo: venv
 	echo "== verify again, every setting"; \
 	$$q verify --profile $(DEMO_PROFILE) "$$target"; \
 	echo "== history"; \
-	$$q history "$$target"
+	$$q history "$$target"; \
+	echo "== jitter on the profile's isolated CPUs (exit 1 = a CPU broke the profile's rules)"; \
+	rc=0; $$q jitter --profile $(DEMO_PROFILE) --duration 10s "$$target" || rc=$$?; \
+	[ $$rc -le 1 ]
 
 demo-down: venv
 	$(VENV)/bin/quietcore lab down demo

@@ -23,12 +23,21 @@ from quietcore.cli_support import (  # noqa: E402
     fan_out_options,
     format_option,
     load_or_exit,
+    output_option,
     profile_option,
     read_or_exit,
 )
 from quietcore.converge.commands import apply, history, plan, rollback  # noqa: E402
 from quietcore.lab.cli import lab  # noqa: E402
+from quietcore.probes.commands import (  # noqa: E402
+    jitter,
+    jitter_exit_code,
+    jitter_request_for,
+    run_probes,
+    show_results,
+)
 from quietcore.profile.load import list_builtin  # noqa: E402
+from quietcore.report.jitter_json import jitter_document  # noqa: E402
 from quietcore.report.json_report import verify_document  # noqa: E402
 from quietcore.report.profile_view import builtin_table, profile_yaml, resolved_table  # noqa: E402
 from quietcore.report.table import fleet_summary, host_table  # noqa: E402
@@ -73,14 +82,15 @@ def main(verbose: int) -> None:
 @main.command(epilog=TARGETS_HELP)
 @profile_option
 @format_option("table for people; json (schema quietcore.verify/v1) for tools.")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the report to this file instead of stdout.",
-)
+@output_option
 @click.option("--problems-only", is_flag=True, help="Table: hide settings that are ok.")
+@click.option(
+    "--jitter",
+    "with_jitter",
+    is_flag=True,
+    help="Then run the jitter probe as the profile's verify.jitter section says (CPUs, "
+    "duration, threshold) and judge every CPU by its accept rules; see `quietcore jitter`.",
+)
 @fan_out_options
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 def verify(
@@ -88,6 +98,7 @@ def verify(
     output_format: str,
     output: Path | None,
     problems_only: bool,
+    with_jitter: bool,
     parallel: int | None,
     connect_timeout: int,
     targets: tuple[str, ...],
@@ -100,7 +111,12 @@ def verify(
     immovable (the kernel owns it, e.g. a managed IRQ).
 
     \b
-    Exit status: 0 every host as declared; 1 drift or missing on some host;
+    With --jitter the probe then runs as the profile's verify.jitter section says, and a CPU
+    that breaks its accept rules fails the verify like drift does.
+
+    \b
+    Exit status: 0 every host as declared; 1 drift or missing on some host (or a CPU
+    failed the jitter rules);
     2 bad input (profile, targets) or a host that cannot satisfy the profile;
     3 a host could not be reached or read.
 
@@ -112,12 +128,23 @@ def verify(
     loaded = load_or_exit(profile_name)
     reads = read_or_exit(targets, reads_for(loaded), parallel, connect_timeout)
     audits = [audit_host(loaded, read) for read in reads]
+    status = exit_code(audits)
+    jitter_part = None
+    if with_jitter:
+        request = jitter_request_for(loaded)
+        hosts, verdicts = run_probes(loaded, request, targets, parallel, connect_timeout)
+        jitter_part = (hosts, verdicts)
+        status = max(status, jitter_exit_code(hosts, verdicts))
     if output_format == "json":
         document = verify_document(loaded, audits, datetime.now(UTC))
+        if jitter_part is not None:
+            document["jitter"] = jitter_document(*jitter_part, loaded, datetime.now(UTC))
         _emit_json(document, output)
     else:
         _emit_tables(audits, problems_only, output)
-    sys.exit(exit_code(audits))
+        if jitter_part is not None:
+            show_results(*jitter_part, loaded=loaded, output_format="table", output=None, extras={})
+    sys.exit(status)
 
 
 def _emit_json(document: Any, output: Path | None) -> None:
@@ -209,7 +236,7 @@ def profiles_show(name: str, target: str | None) -> None:
     console.show(resolved_table(loaded, audit))
 
 
-for command in (plan, apply, rollback, history, lab):
+for command in (plan, apply, rollback, history, jitter, lab):
     main.add_command(command)
 
 if __name__ == "__main__":

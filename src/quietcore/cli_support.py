@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -65,6 +66,16 @@ def format_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
         show_default=True,
         help=help_text,
     )
+
+
+def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Write the report to this file instead of stdout.",
+    )(command)
 
 
 def fan_out_options(command: Callable[..., Any]) -> Callable[..., Any]:

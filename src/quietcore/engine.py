@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,59 @@ def inventory_for(targets: Sequence[str], only: Collection[str] | None = None) -
     return Inventory((list(hosts.items()), {}))
 
 
+type HostWork[T] = Callable[[State, Any], T]
+
+
+@dataclass(frozen=True)
+class HostOutcome[T]:
+    host: str
+    value: T | None
+    error: str | None  # why the host could not be reached or the work failed
+    elapsed_s: float
+
+
+def on_each_host[T](
+    targets: Sequence[str],
+    work: HostWork[T],
+    *,
+    parallel: int | None = None,
+    connect_timeout: int = 10,
+    on_done: HostProgress | None = None,
+    only: Collection[str] | None = None,
+) -> list[HostOutcome[T]]:
+    """Connect to every target's host and run ``work(state, host)`` there, hosts in parallel,
+    in target order. A host that cannot be reached, or whose work raises a pyinfra, OS or
+    timeout error, is reported with the reason; it never stops the others."""
+    inventory = inventory_for(targets, only)
+    config = Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=parallel or 0)
+    state = State(inventory, config)
+    hosts = list(inventory)
+    outcomes: dict[str, HostOutcome[T]] = {}
+
+    def run_one(host: Any) -> None:
+        started = time.monotonic()
+        value: T | None = None
+        error: str | None = None
+        try:
+            host.connect(show_errors=False, raise_exceptions=True)
+            value = work(state, host)
+        except ConnectError as failure:
+            error = f"unreachable: {failure}"
+        except TimeoutError:
+            error = "timed out"
+        except (PyinfraError, OSError) as failure:
+            error = f"{type(failure).__name__}: {failure}"
+        finally:
+            if host.connected:
+                host.disconnect()
+        outcomes[host.name] = HostOutcome(host.name, value, error, time.monotonic() - started)
+        if on_done is not None:
+            on_done(host.name)
+
+    gevent.joinall([state.pool.spawn(run_one, host) for host in hosts], raise_error=True)
+    return [outcomes[host.name] for host in hosts]
+
+
 def read_hosts(
     targets: Sequence[str],
     spec: ReadSpec,
@@ -69,42 +123,35 @@ def read_hosts(
     on_done: HostProgress | None = None,
     only: Collection[str] | None = None,
 ) -> list[HostRead]:
-    """Connect to every target and run the one bundle fact there, hosts in parallel.
+    """Read the one bundle fact on every target's host (see ``on_each_host``).
+    ``only``: read just the hosts of these names among the targets'."""
 
-    A host that cannot be reached or read is reported with its reason; it never stops the
-    others. ``only``: read just the hosts of these names among the targets'.
-    """
-    inventory = inventory_for(targets, only)
-    config = Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=parallel or 0)
-    state = State(inventory, config)
-    hosts = list(inventory)
-    results: dict[str, HostRead] = {}
+    def read(state: State, host: Any) -> Readings | None:
+        readings: Readings | None = get_fact(
+            state,
+            host,
+            HostBundle,
+            kwargs={"files": spec.files, "commands": spec.commands},
+            apply_failed_hosts=False,
+        )
+        return readings
 
-    def read_one(host: Any) -> None:
-        started = time.monotonic()
-        readings: Readings | None = None
-        error: str | None = None
-        try:
-            host.connect(show_errors=False, raise_exceptions=True)
-            readings = get_fact(
-                state,
-                host,
-                HostBundle,
-                kwargs={"files": spec.files, "commands": spec.commands},
-                apply_failed_hosts=False,
-            )
-            if readings is None:
-                error = "the read command failed on the host (run with -v for its output)"
-        except ConnectError as failure:
-            error = f"unreachable: {failure}"
-        except (PyinfraError, OSError, TimeoutError) as failure:
-            error = f"{type(failure).__name__}: {failure}"
-        finally:
-            if host.connected:
-                host.disconnect()
-        results[host.name] = HostRead(host.name, readings, error, time.monotonic() - started)
-        if on_done is not None:
-            on_done(host.name)
-
-    gevent.joinall([state.pool.spawn(read_one, host) for host in hosts], raise_error=True)
-    return [results[host.name] for host in hosts]
+    outcomes = on_each_host(
+        targets,
+        read,
+        parallel=parallel,
+        connect_timeout=connect_timeout,
+        on_done=on_done,
+        only=only,
+    )
+    return [
+        HostRead(
+            outcome.host,
+            outcome.value,
+            outcome.error
+            if outcome.value is not None or outcome.error
+            else "the read command failed on the host (run with -v for its output)",
+            outcome.elapsed_s,
+        )
+        for outcome in outcomes
+    ]

@@ -59,6 +59,15 @@ def _host(audit: HostAudit) -> dict[str, Any]:
     }
 
 
+def profile_block(loaded: LoadedProfile) -> dict[str, Any]:
+    """Which declaration a report judged against: name, digest, the extends chain."""
+    return {
+        "name": loaded.profile.name,
+        "digest": f"sha256:{loaded.digest}",
+        "files": list(loaded.files),
+    }
+
+
 def verify_document(
     loaded: LoadedProfile, audits: Sequence[HostAudit], generated_at: datetime
 ) -> dict[str, Any]:
@@ -70,11 +79,7 @@ def verify_document(
         "schema": SCHEMA_ID,
         "generated_at": generated_at.isoformat(timespec="seconds"),
         "quietcore_version": __version__,
-        "profile": {
-            "name": loaded.profile.name,
-            "digest": f"sha256:{loaded.digest}",
-            "files": list(loaded.files),
-        },
+        "profile": profile_block(loaded),
         "summary": {"hosts": len(audits), **by_status},
         "hosts": [_host(audit) for audit in audits],
     }
