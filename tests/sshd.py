@@ -43,6 +43,9 @@ class SshServer:
     def commands_run(self) -> int:
         return sum("Starting session: command" in line for line in self._log_lines())
 
+    def sftp_sessions(self) -> int:
+        return sum("Starting session: subsystem 'sftp'" in line for line in self._log_lines())
+
     def logins(self) -> int:
         return sum("Accepted publickey" in line for line in self._log_lines())
 
@@ -87,6 +90,8 @@ def start_sshd(directory: Path) -> SshServer:
                 "StrictModes no",
                 f"PidFile {directory / 'sshd.pid'}",
                 "LogLevel VERBOSE",
+                # As a stock sshd has it: pyinfra uploads files over SFTP.
+                "Subsystem sftp internal-sftp",
             ]
         )
         + "\n"

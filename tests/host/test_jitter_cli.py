@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -13,6 +17,8 @@ from xml.etree import ElementTree
 import jsonschema
 import pytest
 
+from quietcore.probes import build
+from quietcore.probes.env import CACHE_DIR
 from tests.conftest import run_cli
 from tests.sshd import SshServer, start_sshd
 
@@ -79,17 +85,41 @@ def test_json_validates_and_every_file_output_is_written(tmp_path: Path) -> None
 def test_over_ssh_the_python_probe_is_uploaded_once_then_cached(
     sshd: SshServer, tmp_path: Path
 ) -> None:
+    script = build.python_probe_source()
+    cached = Path.home() / CACHE_DIR / f"qc_probe-{hashlib.sha256(script).hexdigest()[:16]}.py"
+    cached.unlink(missing_ok=True)
     inventory = str(sshd.inventory(tmp_path))
     args = ("jitter", "--backend", "python", "--cpus", "1", "--duration", "2s", "-f", "json")
     first = run_cli(*args, inventory)
     assert first.returncode == 0, first.stderr
     cpu = _only_cpu(first.json())
     assert cpu["backend"] == "python" and cpu["loops"] > 0
-    sessions = sshd.commands_run()
+    assert cached.read_bytes() == script
+    # Read, create the cache directory, run; the upload is an SFTP session of its own.
+    assert (sshd.commands_run(), sshd.sftp_sessions()) == (3, 1)
     second = run_cli(*args, inventory)
     assert second.returncode == 0, second.stderr
-    # The second run only reads and runs: no mkdir, no upload.
-    assert sshd.commands_run() - sessions == 2
+    # The second run only reads and runs.
+    assert (sshd.commands_run(), sshd.sftp_sessions()) == (5, 1)
+
+
+def test_without_a_compiler_here_the_host_compiles_the_c_probe(
+    sshd: SshServer, tmp_path: Path
+) -> None:
+    """The controller's PATH has no compiler; the host (this machine over SSH, with sshd's
+    PATH) has cc, so the source is uploaded and built there, once."""
+    source = build.probe_source()
+    compiled = Path.home() / CACHE_DIR / f"qc_probe-{hashlib.sha256(source).hexdigest()[:16]}"
+    compiled.unlink(missing_ok=True)
+    controller_env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    args = [sys.executable, "-m", "quietcore", "jitter", "--backend", "c", "--cpus", "1"]
+    args += ["--duration", "2s", "-f", "json", str(sshd.inventory(tmp_path))]
+    done = subprocess.run(args, capture_output=True, text=True, env=controller_env, check=False)
+    assert done.returncode == 0, done.stderr
+    [host] = json.loads(done.stdout)["hosts"]
+    assert host["backend_reason"].startswith("C probe compiled on the host with /usr/bin/")
+    assert host["cpus"][0]["loops"] > 0
+    assert compiled.is_file()
 
 
 def test_fifo_is_refused_while_rt_throttling_is_on() -> None:
