@@ -46,14 +46,6 @@ MEMORY_KEYS = ("vm/thp_enabled", "hugepages/node0/2048kB")
 
 
 @pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The controller's copy of snapshots and journals, for this test alone."""
-    directory = tmp_path / "controller-state"
-    monkeypatch.setenv(paths.STATE_DIR_ENV, str(directory))
-    return directory
-
-
-@pytest.fixture
 def pristine(root_only: None, state_dir: Path) -> Iterator[Pristine]:
     with pristine_host() as start:
         yield start

@@ -25,23 +25,9 @@ from tests.host.apply_support import (
     read_int,
     thp_mode,
 )
-from tests.sshd import SshServer, start_sshd
+from tests.sshd import SshServer
 
 pytestmark = pytest.mark.host
-
-
-@pytest.fixture
-def sshd(tmp_path: Path, root_only: None) -> Iterator[SshServer]:
-    server = start_sshd(tmp_path)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "controller-state"
-    monkeypatch.setenv(paths.STATE_DIR_ENV, str(directory))
-    return directory
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 from quietcore.probes import build
 from quietcore.probes.env import CACHE_DIR
 from tests.conftest import run_cli
-from tests.sshd import SshServer, start_sshd
+from tests.sshd import SshServer
 
 pytestmark = [pytest.mark.host, pytest.mark.usefixtures("root_only")]
 
@@ -30,13 +29,6 @@ JITTER_SCHEMA = json.loads(
 VERIFY_SCHEMA = json.loads(
     resources.files("quietcore").joinpath("schemas/verify-v1.json").read_text()
 )
-
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshServer]:
-    server = start_sshd(tmp_path)
-    yield server
-    server.stop()
 
 
 def _only_cpu(document: dict[str, Any]) -> dict[str, Any]:

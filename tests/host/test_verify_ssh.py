@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import run_cli
-from tests.sshd import SshServer, start_sshd
+from tests.sshd import SshServer
 
 pytestmark = pytest.mark.host
-
-
-@pytest.fixture
-def sshd(tmp_path: Path, root_only: None) -> Iterator[SshServer]:
-    server = start_sshd(tmp_path)
-    yield server
-    server.stop()
 
 
 def _statuses(document: dict[str, Any]) -> dict[str, str]:

@@ -114,12 +114,19 @@ def _context_for(
 def _run(
     targets: Sequence[str],
     plans: Sequence[HostPlan],
+    verb: str,
     context_for: Callable[[HostPlan], journal.Context],
+    yes: bool,
     reboot: str,
     reboot_timeout: int,
     parallel: int | None,
     connect_timeout: int,
 ) -> list[RunOutcome]:
+    """Ask, then carry the plans out; nothing (no question either) when there is nothing to
+    do."""
+    if not _has_work(plans, reboot):
+        return []
+    _confirm(plans, yes, verb)
     waiting = " (rebooting where needed and waiting for the hosts)" if reboot != "never" else ""
     with console.progress(f"changing hosts{waiting}"):
         outcomes = run_plans(
@@ -220,19 +227,18 @@ def apply(
     reads = read_or_exit(targets, apply_reads(loaded), parallel, connect_timeout)
     plans = [plan_apply(loaded, read, journal.now_utc()) for read in reads]
     _show_plans(plans, as_json)
-    outcomes: list[RunOutcome] = []
-    if _has_work(plans, reboot):
-        _confirm(plans, yes, "apply")
-        outcomes = _run(
-            targets,
-            plans,
-            _context_for("apply", loaded),
-            reboot,
-            reboot_timeout,
-            parallel,
-            connect_timeout,
-        )
-    elif not as_json:
+    outcomes = _run(
+        targets,
+        plans,
+        "apply",
+        _context_for("apply", loaded),
+        yes,
+        reboot,
+        reboot_timeout,
+        parallel,
+        connect_timeout,
+    )
+    if not outcomes and not as_json:
         console.note("no changes: every host already runs the profile as planned")
     audits = _verify_after(loaded, targets, plans, outcomes, parallel, connect_timeout)
     if as_json:
@@ -351,18 +357,17 @@ def rollback(
     reads = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
     plans = [plan_rollback(read, snapshots[read.host]) for read in reads]
     _show_plans(plans, as_json)
-    outcomes: list[RunOutcome] = []
-    if _has_work(plans, reboot):
-        _confirm(plans, yes, "roll back")
-        outcomes = _run(
-            targets,
-            plans,
-            _context_for("rollback", None),
-            reboot,
-            reboot_timeout,
-            parallel,
-            connect_timeout,
-        )
+    outcomes = _run(
+        targets,
+        plans,
+        "roll back",
+        _context_for("rollback", None),
+        yes,
+        reboot,
+        reboot_timeout,
+        parallel,
+        connect_timeout,
+    )
     after = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
     checks = _checks(after, snapshots)
     if as_json:
