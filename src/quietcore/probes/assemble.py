@@ -6,6 +6,8 @@ Every probe's output is checked on its own: one CPU whose probe failed makes the
 
 from __future__ import annotations
 
+import dataclasses
+
 from quietcore.probes.context import (
     ProcDeltas,
     ProcFormatError,
@@ -89,18 +91,20 @@ def host_jitter(
     output: DriverOutput,
     elapsed_s: float,
 ) -> HostJitter:
-    common = {
-        "backend": job.choice.backend,
-        "backend_reason": job.choice.reason,
-        "hypervisor": topology.hypervisor,
-        "sched_rt_runtime_us": env.rt_runtime_us,
-        "kernel": topology.kernel_release or None,
-        "elapsed_s": elapsed_s,
-    }
+    measured = HostJitter(
+        host,
+        settings,
+        backend=job.choice.backend,
+        backend_reason=job.choice.reason,
+        hypervisor=topology.hypervisor,
+        sched_rt_runtime_us=env.rt_runtime_us,
+        kernel=topology.kernel_release or None,
+        elapsed_s=elapsed_s,
+    )
     try:
         deltas = proc_deltas(_snapshot(output.before), _snapshot(output.after), job.cpus)
         collect = _oslat_cpus if job.choice.backend == "oslat" else _probe_cpus
         cpus = collect(job, output, deltas, env)
     except (ProbeRunError, ProcFormatError, RawFormatError, OslatFormatError) as problem:
-        return HostJitter(host, settings, error=str(problem), error_kind="failed", **common)  # type: ignore[arg-type]
-    return HostJitter(host, settings, tuple(cpus), **common)  # type: ignore[arg-type]
+        return dataclasses.replace(measured, error=str(problem), error_kind="failed")
+    return dataclasses.replace(measured, cpus=tuple(cpus))

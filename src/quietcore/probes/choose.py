@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Literal
 
 from quietcore.probes.build import compile_argv
 from quietcore.probes.env import ProbeEnv
-from quietcore.probes.result import Backend
+from quietcore.probes.result import Backend, Requested
 from quietcore.profile.cpuplan import CpuPlan
 from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
 from quietcore.topology import Topology
 
-Requested = Literal["auto", "c", "python", "oslat"]
 AUTO_ORDER: tuple[Backend, ...] = ("c", "oslat", "python")
 MIN_PYTHON = (3, 9)
 

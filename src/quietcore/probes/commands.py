@@ -110,10 +110,7 @@ def request_from(loaded: LoadedProfile | None, options: Mapping[str, Any]) -> Re
 
 def jitter_request_for(loaded: LoadedProfile) -> Request:
     """``verify --jitter``: the profile's section as written (defaults when it has none)."""
-    return request_from(
-        loaded,
-        {"cpus": None, "duration": None, "threshold_us": None, "backend": "auto", "fifo": None},
-    )
+    return jitter_request(loaded.profile.verify.jitter)
 
 
 def _cpu_planner(loaded: LoadedProfile | None) -> PlanCpus:

@@ -60,17 +60,17 @@ class ProbeEnv:
 
 
 def _cpus(readings: Readings, path: str) -> CpuSet:
-    lines = readings.lines(path)
+    line = readings.first_line(path)
     try:
-        return parse_cpulist(lines[0].strip()) if lines else frozenset()
+        return parse_cpulist(line) if line else frozenset()
     except CpuSetError:
         return frozenset()
 
 
 def _int(readings: Readings, path: str) -> int | None:
-    lines = readings.lines(path)
+    line = readings.first_line(path)
     try:
-        return int(lines[0]) if lines else None
+        return int(line) if line else None
     except ValueError:
         return None
 

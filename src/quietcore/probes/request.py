@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quietcore.probes.choose import Requested
-from quietcore.probes.result import RunSettings
+from quietcore.probes.result import Requested, RunSettings
 from quietcore.profile.schema import JitterAccept, JitterSection, duration_seconds
 
 DEFAULT_DURATION = "30s"
@@ -22,11 +21,11 @@ class Request:
 def jitter_request(
     section: JitterSection | None,
     *,
-    cpus: str | None,
-    duration: str | None,
-    threshold_us: float | None,
-    backend: Requested,
-    fifo: int | None,
+    cpus: str | None = None,
+    duration: str | None = None,
+    threshold_us: float | None = None,
+    backend: Requested = "auto",
+    fifo: int | None = None,
 ) -> Request:
     """Options win over the profile's section; without either, 30 s on the isolated CPUs with
     a 5 us threshold and no gate."""

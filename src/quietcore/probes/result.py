@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Backend = Literal["c", "python", "oslat"]
+Requested = Literal["auto", "c", "python", "oslat"]
 BACKENDS: tuple[Backend, ...] = ("c", "python", "oslat")
 
 # Fixed "how many events were this long or longer" buckets every report shows.
@@ -92,7 +93,7 @@ class RunSettings:
 
     duration_ns: int
     threshold_ns: int
-    backend_requested: Literal["auto", "c", "python", "oslat"]
+    backend_requested: Requested
     fifo_priority: int | None  # SCHED_FIFO priority, None for the normal policy
 
 

@@ -28,7 +28,6 @@ from quietcore.probes.assemble import host_jitter
 from quietcore.probes.choose import (
     ControllerBuild,
     ProbeRefusedError,
-    Requested,
     Sources,
     check_policy,
     choose_backend,
@@ -38,9 +37,9 @@ from quietcore.probes.choose import (
 from quietcore.probes.driver import DriverFormatError, ProbeJob, driver_script, parse_driver_output
 from quietcore.probes.env import PROBE_READS, ProbeEnv, parse_probe_env
 from quietcore.probes.request import Request
-from quietcore.probes.result import HostJitter
+from quietcore.probes.result import HostJitter, Requested
 from quietcore.profile.cpuplan import CpuPlan
-from quietcore.readings import HostRead
+from quietcore.readings import Readings
 from quietcore.topology import TOPOLOGY_READS, Topology, parse_topology
 
 log = logging.getLogger(__name__)
@@ -75,11 +74,11 @@ def _sources(requested: Requested, arches: set[str]) -> Callable[[str | None], S
     return lambda arch: Sources(c_source, python_probe, builds.get(arch or ""))
 
 
-def prepare(read: HostRead, request: Request, sources: Sources, plan_cpus: PlanCpus) -> Prepared:
+def prepare(
+    readings: Readings, env: ProbeEnv, request: Request, sources: Sources, plan_cpus: PlanCpus
+) -> Prepared:
     """Everything decided before anything runs on the host; raises ``ProbeRefusedError``."""
-    assert read.readings is not None
-    topology = parse_topology(read.readings)
-    env = parse_probe_env(read.readings)
+    topology = parse_topology(readings)
     cpus = choose_cpus(request.cpus, topology, env, plan_cpus(topology))
     check_policy(request.settings.fifo_priority, env)
     choice = choose_backend(request.settings.backend_requested, env, sources)
@@ -152,8 +151,12 @@ def probe_hosts(
         parallel=parallel,
         connect_timeout=connect_timeout,
     )
-    arches = {parse_probe_env(r.readings).arch or "" for r in reads if r.readings is not None}
-    sources_for = _sources(request.settings.backend_requested, arches)
+    envs = {
+        read.host: parse_probe_env(read.readings) for read in reads if read.readings is not None
+    }
+    sources_for = _sources(
+        request.settings.backend_requested, {env.arch or "" for env in envs.values()}
+    )
     results: dict[str, HostJitter] = {}
     prepared: dict[str, Prepared] = {}
     for read in reads:
@@ -162,9 +165,11 @@ def probe_hosts(
                 read.host, request.settings, error=read.error, error_kind="unreachable"
             )
             continue
+        env = envs[read.host]
         try:
-            arch = parse_probe_env(read.readings).arch
-            prepared[read.host] = prepare(read, request, sources_for(arch), plan_cpus)
+            prepared[read.host] = prepare(
+                read.readings, env, request, sources_for(env.arch), plan_cpus
+            )
         except ProbeRefusedError as why:
             results[read.host] = HostJitter(
                 read.host, request.settings, error=str(why), error_kind="refused"
