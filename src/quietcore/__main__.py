@@ -1,3 +1,3 @@
-from quietcore.cli import main
+from quietcore.cli import run
 
-main()
+run()

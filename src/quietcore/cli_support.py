@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import click
 
 from quietcore import console
-from quietcore.engine import TargetError, read_hosts
+from quietcore.engine import FanOut, TargetError, read_hosts
 from quietcore.profile.errors import ProfileError
 from quietcore.profile.load import load_profile
 from quietcore.profile.loaded import LoadedProfile
@@ -37,21 +38,13 @@ def load_or_exit(name_or_path: str) -> LoadedProfile:
 def read_or_exit(
     targets: Sequence[str],
     spec: ReadSpec,
-    parallel: int | None,
-    timeout: int,
+    fan_out: FanOut,
     only: Collection[str] | None = None,
 ) -> list[HostRead]:
     """Read the targets' hosts (``only``: just those of these names), or exit on bad targets."""
     try:
         with console.progress("reading hosts") as advance:
-            return read_hosts(
-                targets,
-                spec,
-                parallel=parallel,
-                connect_timeout=timeout,
-                on_done=advance,
-                only=only,
-            )
+            return read_hosts(targets, spec, fan_out, on_done=advance, only=only)
     except TargetError as problem:
         console.fail(str(problem))
 
@@ -79,19 +72,43 @@ def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fan_out_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    command = click.option(
-        "--parallel",
-        type=click.IntRange(min=1),
-        default=None,
-        help="Hosts read at once (default: pyinfra's, up to 20 per CPU).",
-    )(command)
-    return click.option(
-        "--connect-timeout",
-        type=click.IntRange(min=1),
-        default=10,
-        show_default=True,
-        help="Seconds to wait for each host's SSH connection.",
-    )(command)
+    """``--parallel``, ``--connect-timeout`` and ``--command-timeout``, handed to the command
+    as one ``fan_out: FanOut`` argument."""
+
+    @functools.wraps(command)
+    def with_fan_out(
+        *args: Any, parallel: int | None, connect_timeout: int, command_timeout: int, **kwargs: Any
+    ) -> Any:
+        fan_out = FanOut(parallel, connect_timeout, command_timeout)
+        return command(*args, fan_out=fan_out, **kwargs)
+
+    options = [
+        click.option(
+            "--parallel",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Hosts worked on at once (default: pyinfra's, up to 20 per CPU).",
+        ),
+        click.option(
+            "--connect-timeout",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Seconds to wait for each host's SSH connection.",
+        ),
+        click.option(
+            "--command-timeout",
+            type=click.IntRange(min=1),
+            default=120,
+            show_default=True,
+            help="Seconds each host may take to answer a read; a slower host is reported as "
+            "timed out and never holds up the others.",
+        ),
+    ]
+    wrapped: Callable[..., Any] = with_fan_out
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def profile_option(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -23,10 +23,27 @@ from pyinfra.context import ctx_state
 
 from quietcore.facts import HostBundle
 from quietcore.readings import HostRead, Readings, ReadSpec
+from quietcore.ssh_transport import with_prompt_transport
 
 log = logging.getLogger(__name__)
 
-HostProgress = Callable[[str], None]
+# Told each host as it finishes: its name, and how many hosts there are in all.
+HostProgress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """How many hosts at once, and how long each may take to connect and to answer."""
+
+    parallel: int | None = None  # None: pyinfra's default (up to 20 per CPU)
+    connect_timeout: int = 10
+    command_timeout: int = 120  # for each read; a probe run or apply has its own
+
+    def config(self, **extra: Any) -> Config:
+        return Config(CONNECT_TIMEOUT=self.connect_timeout, PARALLEL=self.parallel or 0, **extra)
+
+
+DEFAULT_FAN_OUT = FanOut()
 
 
 class TargetError(ValueError):
@@ -58,7 +75,7 @@ def inventory_for(targets: Sequence[str], only: Collection[str] | None = None) -
         hosts = {name: data for name, data in hosts.items() if name in only}
     if not hosts:
         raise TargetError("no hosts given: name @local, a host, or an inventory file")
-    return Inventory((list(hosts.items()), {}))
+    return Inventory(([(name, with_prompt_transport(data)) for name, data in hosts.items()], {}))
 
 
 type HostWork[T] = Callable[[State, Any], T]
@@ -75,9 +92,8 @@ class HostOutcome[T]:
 def on_each_host[T](
     targets: Sequence[str],
     work: HostWork[T],
+    fan_out: FanOut = DEFAULT_FAN_OUT,
     *,
-    parallel: int | None = None,
-    connect_timeout: int = 10,
     on_done: HostProgress | None = None,
     only: Collection[str] | None = None,
 ) -> list[HostOutcome[T]]:
@@ -85,8 +101,7 @@ def on_each_host[T](
     in target order. A host that cannot be reached, or whose work raises a pyinfra, OS or
     timeout error, is reported with the reason; it never stops the others."""
     inventory = inventory_for(targets, only)
-    config = Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=parallel or 0)
-    state = State(inventory, config)
+    state = State(inventory, fan_out.config())
     hosts = list(inventory)
     outcomes: dict[str, HostOutcome[T]] = {}
 
@@ -104,11 +119,10 @@ def on_each_host[T](
         except (PyinfraError, OSError) as failure:
             error = f"{type(failure).__name__}: {failure}"
         finally:
-            if host.connected:
-                host.disconnect()
+            _hang_up(host)
         outcomes[host.name] = HostOutcome(host.name, value, error, time.monotonic() - started)
         if on_done is not None:
-            on_done(host.name)
+            on_done(host.name, len(hosts))
 
     gevent.joinall([state.pool.spawn(run_one, host) for host in hosts], raise_error=True)
     return [outcomes[host.name] for host in hosts]
@@ -117,9 +131,8 @@ def on_each_host[T](
 def read_hosts(
     targets: Sequence[str],
     spec: ReadSpec,
+    fan_out: FanOut = DEFAULT_FAN_OUT,
     *,
-    parallel: int | None = None,
-    connect_timeout: int = 10,
     on_done: HostProgress | None = None,
     only: Collection[str] | None = None,
 ) -> list[HostRead]:
@@ -131,27 +144,47 @@ def read_hosts(
             state,
             host,
             HostBundle,
-            kwargs={"files": spec.files, "commands": spec.commands},
+            kwargs={
+                "files": spec.files,
+                "commands": spec.commands,
+                "_timeout": fan_out.command_timeout,
+            },
             apply_failed_hosts=False,
         )
+        if readings is None and _connection_lost(host):
+            raise ConnectError("connection closed during the read")
         return readings
 
-    outcomes = on_each_host(
-        targets,
-        read,
-        parallel=parallel,
-        connect_timeout=connect_timeout,
-        on_done=on_done,
-        only=only,
-    )
+    outcomes = on_each_host(targets, read, fan_out, on_done=on_done, only=only)
     return [
-        HostRead(
-            outcome.host,
-            outcome.value,
-            outcome.error
-            if outcome.value is not None or outcome.error
-            else "the read command failed on the host (run with -v for its output)",
-            outcome.elapsed_s,
-        )
+        HostRead(outcome.host, outcome.value, _read_error(outcome, fan_out), outcome.elapsed_s)
         for outcome in outcomes
     ]
+
+
+def _hang_up(host: Any) -> None:
+    """Disconnect, and close the SSH connection too: pyinfra's disconnect leaves it open, so
+    each host's session would last (and its transport thread run) until the process ends,
+    whose clean-up then closes them one after the other."""
+    if host.connected:
+        host.disconnect()
+    client = getattr(host.connector, "client", None)
+    if client is not None:
+        client.close()
+
+
+def _connection_lost(host: Any) -> bool:
+    """An SSH host whose transport died (sshd killed, network gone) rather than a command that
+    failed; other connectors (@local) cannot lose their connection."""
+    client = getattr(host.connector, "client", None)
+    transport = client.get_transport() if client is not None else None
+    return transport is not None and not transport.is_active()
+
+
+def _read_error(outcome: HostOutcome[Readings | None], fan_out: FanOut) -> str | None:
+    if outcome.value is not None or outcome.error:
+        return outcome.error
+    # pyinfra logs a timed-out command and hands back no output, like any failed command.
+    if outcome.elapsed_s >= fan_out.command_timeout:
+        return f"timed out: no answer within {fan_out.command_timeout} s (--command-timeout)"
+    return "the read command failed on the host (run with -v for its output)"

@@ -31,6 +31,7 @@ from quietcore.converge.plan import (
 )
 from quietcore.converge.run import RunOutcome, run_plans
 from quietcore.converge.snapshot import Snapshot, SnapshotError
+from quietcore.engine import FanOut
 from quietcore.facts import merge_reads
 from quietcore.profile.loaded import LoadedProfile
 from quietcore.readings import HostRead, ReadSpec
@@ -119,8 +120,7 @@ def _run(
     yes: bool,
     reboot: str,
     reboot_timeout: int,
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
 ) -> list[RunOutcome]:
     """Ask, then carry the plans out; nothing (no question either) when there is nothing to
     do."""
@@ -134,8 +134,7 @@ def _run(
             plans,
             context_for,
             reboot=reboot == "if-needed",
-            parallel=parallel,
-            connect_timeout=connect_timeout,
+            fan_out=fan_out,
             reboot_timeout=reboot_timeout,
         )
     for outcome in outcomes:
@@ -157,8 +156,7 @@ def _final_status(audit_status: int, outcomes: Sequence[RunOutcome]) -> int:
 def plan(
     profile_name: str,
     as_json: bool,
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
     targets: tuple[str, ...],
 ) -> None:
     """Show what `apply` would change on each host, and touch nothing.
@@ -178,7 +176,7 @@ def plan(
       quietcore plan -p trading inventory/lab.py
     """
     loaded = load_or_exit(profile_name)
-    reads = read_or_exit(targets, apply_reads(loaded), parallel, connect_timeout)
+    reads = read_or_exit(targets, apply_reads(loaded), fan_out)
     plans = [plan_apply(loaded, read, journal.now_utc()) for read in reads]
     if as_json:
         console.show_json(plan_document(plans))
@@ -201,8 +199,7 @@ def apply(
     reboot_timeout: int,
     yes: bool,
     as_json: bool,
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
     targets: tuple[str, ...],
 ) -> None:
     """Converge hosts to a profile: plan, ask, change, reboot if allowed, verify.
@@ -224,7 +221,7 @@ def apply(
       quietcore apply -p trading --reboot if-needed --yes inventory/lab.py
     """
     loaded = load_or_exit(profile_name)
-    reads = read_or_exit(targets, apply_reads(loaded), parallel, connect_timeout)
+    reads = read_or_exit(targets, apply_reads(loaded), fan_out)
     plans = [plan_apply(loaded, read, journal.now_utc()) for read in reads]
     _show_plans(plans, as_json)
     outcomes = _run(
@@ -235,12 +232,11 @@ def apply(
         yes,
         reboot,
         reboot_timeout,
-        parallel,
-        connect_timeout,
+        fan_out,
     )
     if not outcomes and not as_json:
         console.note("no changes: every host already runs the profile as planned")
-    audits = _verify_after(loaded, targets, plans, outcomes, parallel, connect_timeout)
+    audits = _verify_after(loaded, targets, plans, outcomes, fan_out)
     if as_json:
         console.show_json(apply_document(loaded, plans, outcomes, audits))
     else:
@@ -256,8 +252,7 @@ def _verify_after(
     targets: Sequence[str],
     plans: Sequence[HostPlan],
     outcomes: Sequence[RunOutcome],
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
 ) -> list[HostAudit]:
     """Read the hosts that changed again; the others' plan reading is already their verify."""
     changed = [outcome.host for outcome in outcomes if outcome.ran]
@@ -265,7 +260,7 @@ def _verify_after(
     if changed:
         # By name among the targets: an inventory host is reached with its inventory's data.
         spec = reads_for(loaded)
-        for read in read_or_exit(targets, spec, parallel, connect_timeout, only=changed):
+        for read in read_or_exit(targets, spec, fan_out, only=changed):
             fresh[read.host] = audit_host(loaded, read)
     return [fresh.get(plan.host, plan.audit) for plan in plans]
 
@@ -327,8 +322,7 @@ def rollback(
     reboot_timeout: int,
     yes: bool,
     as_json: bool,
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
     targets: tuple[str, ...],
 ) -> None:
     """Return hosts to their state before quietcore's first change, from their snapshot.
@@ -346,15 +340,13 @@ def rollback(
     Examples:
       quietcore rollback inventory/lab.py --reboot if-needed --yes
     """
-    first = read_or_exit(
-        targets, merge_reads([TOPOLOGY_READS, managed_reads()]), parallel, connect_timeout
-    )
+    first = read_or_exit(targets, merge_reads([TOPOLOGY_READS, managed_reads()]), fan_out)
     snapshots = _snapshots(first)
     if not snapshots:
         sys.exit(3 if any(read.readings is None for read in first) else 0)
     spec = merge_reads([TOPOLOGY_READS, *(rollback_reads(s) for s in snapshots.values())])
     hosts = list(snapshots)
-    reads = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
+    reads = read_or_exit(targets, spec, fan_out, only=hosts)
     plans = [plan_rollback(read, snapshots[read.host]) for read in reads]
     _show_plans(plans, as_json)
     outcomes = _run(
@@ -365,10 +357,9 @@ def rollback(
         yes,
         reboot,
         reboot_timeout,
-        parallel,
-        connect_timeout,
+        fan_out,
     )
-    after = read_or_exit(targets, spec, parallel, connect_timeout, only=hosts)
+    after = read_or_exit(targets, spec, fan_out, only=hosts)
     checks = _checks(after, snapshots)
     if as_json:
         console.show_json(apply_document(None, plans, outcomes, [], checks))
@@ -395,8 +386,7 @@ def rollback(
 def history(
     controller: bool,
     as_json: bool,
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
     targets: tuple[str, ...],
 ) -> None:
     """Print the journal of each host: who changed which key, from what to what, when.
@@ -413,7 +403,7 @@ def history(
             records_by_host[host] = list(journal.parse(lines))
     else:
         spec = ReadSpec(files=(paths.JOURNAL,))
-        for read in read_or_exit(targets, spec, parallel, connect_timeout):
+        for read in read_or_exit(targets, spec, fan_out):
             if read.readings is None:
                 console.error(f"{read.host}: {read.error}")
                 continue

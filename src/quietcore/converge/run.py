@@ -12,7 +12,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pyinfra.api.config import Config
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
@@ -23,7 +22,7 @@ from pyinfra.api.state import State
 from quietcore.converge import journal
 from quietcore.converge.operations import queue_plan
 from quietcore.converge.plan import HostPlan
-from quietcore.engine import inventory_for
+from quietcore.engine import DEFAULT_FAN_OUT, FanOut, inventory_for
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +53,7 @@ def run_plans(
     context_for: ContextFor,
     *,
     reboot: bool,
-    parallel: int | None = None,
-    connect_timeout: int = 10,
+    fan_out: FanOut = DEFAULT_FAN_OUT,
     reboot_timeout: int = 600,
 ) -> list[RunOutcome]:
     """Run every plan that has something to do; hosts with nothing to do are not contacted."""
@@ -65,8 +63,7 @@ def run_plans(
     outcomes = {plan.host: RunOutcome(plan.host, False, plan.error is None) for plan in plans}
     if not hosts:
         return list(outcomes.values())
-    config = Config(CONNECT_TIMEOUT=connect_timeout, PARALLEL=parallel or 0, FAIL_PERCENT=100)
-    state = State(Inventory((hosts, {})), config)
+    state = State(Inventory((hosts, {})), fan_out.config(FAIL_PERCENT=100))
     metas: dict[str, list[Any]] = {}
     queued: set[str] = set()
     started = time.monotonic()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from quietcore.cli_support import (
     load_or_exit,
     output_option,
 )
-from quietcore.engine import TargetError
+from quietcore.engine import FanOut, TargetError
 from quietcore.probes.gate import CpuVerdict, judge_host
 from quietcore.probes.hdr import hdr_log
 from quietcore.probes.request import Request, jitter_request
@@ -132,8 +133,7 @@ def run_probes(
     loaded: LoadedProfile | None,
     request: Request,
     targets: Sequence[str],
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
 ) -> tuple[list[HostJitter], dict[str, tuple[CpuVerdict, ...]]]:
     seconds = request.settings.duration_ns / 1e9
     console.note(f"probing for {seconds:g} s per host (all chosen CPUs at once)")
@@ -143,8 +143,7 @@ def run_probes(
                 targets,
                 request,
                 _cpu_planner(loaded),
-                parallel=parallel,
-                connect_timeout=connect_timeout,
+                fan_out,
                 on_done=advance,
             )
     except TargetError as problem:
@@ -165,6 +164,39 @@ def jitter_exit_code(hosts: Sequence[HostJitter], verdicts: Verdicts) -> int:
         return EXIT_BAD_INPUT
     failed = any(not verdict.ok for cpu_verdicts in verdicts.values() for verdict in cpu_verdicts)
     return 1 if failed else 0
+
+
+@dataclass(frozen=True)
+class ProfileJitter:
+    """The jitter half of ``quietcore verify --jitter``: every host measured as the profile's
+    verify.jitter section says, and judged by its accept rules."""
+
+    loaded: LoadedProfile
+    hosts: list[HostJitter]
+    verdicts: Verdicts
+
+    @property
+    def exit_code(self) -> int:
+        return jitter_exit_code(self.hosts, self.verdicts)
+
+    def document(self) -> dict[str, Any]:
+        return jitter_document(self.hosts, self.verdicts, self.loaded, datetime.now(UTC))
+
+    def show(self) -> None:
+        show_results(
+            self.hosts,
+            self.verdicts,
+            loaded=self.loaded,
+            output_format="table",
+            output=None,
+            extras={},
+        )
+
+
+def measure_for_verify(
+    loaded: LoadedProfile, targets: Sequence[str], fan_out: FanOut
+) -> ProfileJitter:
+    return ProfileJitter(loaded, *run_probes(loaded, jitter_request_for(loaded), targets, fan_out))
 
 
 def _write(path: Path, text: str) -> None:
@@ -269,8 +301,7 @@ def jitter(
     profile_name: str | None,
     output_format: str,
     output: Path | None,
-    parallel: int | None,
-    connect_timeout: int,
+    fan_out: FanOut,
     targets: tuple[str, ...],
     **options: Any,
 ) -> None:
@@ -296,7 +327,7 @@ def jitter(
     """
     loaded = load_or_exit(profile_name) if profile_name is not None else None
     request = request_from(loaded, options)
-    hosts, verdicts = run_probes(loaded, request, targets, parallel, connect_timeout)
+    hosts, verdicts = run_probes(loaded, request, targets, fan_out)
     show_results(
         hosts, verdicts, loaded=loaded, output_format=output_format, output=output, extras=options
     )

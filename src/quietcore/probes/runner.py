@@ -21,7 +21,7 @@ from typing import Any
 from pyinfra.api.command import StringCommand
 from pyinfra.api.state import State
 
-from quietcore.engine import HostProgress, on_each_host, read_hosts
+from quietcore.engine import DEFAULT_FAN_OUT, FanOut, HostProgress, on_each_host, read_hosts
 from quietcore.facts import merge_reads
 from quietcore.probes import build
 from quietcore.probes.assemble import host_jitter
@@ -139,17 +139,15 @@ def probe_hosts(
     targets: Sequence[str],
     request: Request,
     plan_cpus: PlanCpus,
+    fan_out: FanOut = DEFAULT_FAN_OUT,
     *,
-    parallel: int | None = None,
-    connect_timeout: int = 10,
     on_done: HostProgress | None = None,
 ) -> list[HostJitter]:
     """Probe every target's host; results in target order, failures included."""
     reads = read_hosts(
         targets,
         merge_reads([TOPOLOGY_READS, PROBE_READS]),
-        parallel=parallel,
-        connect_timeout=connect_timeout,
+        fan_out,
     )
     envs = {
         read.host: parse_probe_env(read.readings) for read in reads if read.readings is not None
@@ -183,8 +181,7 @@ def probe_hosts(
             outcomes = on_each_host(
                 targets,
                 lambda state, host: works[host.name](state, host),
-                parallel=parallel,
-                connect_timeout=connect_timeout,
+                fan_out,
                 on_done=on_done,
                 only=set(prepared),
             )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from quietcore import console
 from quietcore.audit import HostAudit
 from quietcore.drift import STATUS_ORDER, count_statuses
 from quietcore.profile.cpuset import format_cpulist
@@ -66,3 +68,16 @@ def fleet_summary(audits: Sequence[HostAudit]) -> Text:
         if count:
             parts.append(Text(f"{count} {status}", style=STATUS_STYLE[status]))
     return Text.assemble(f"{len(audits)} host(s): ", Text(", ").join(parts))
+
+
+def show_audits(audits: Sequence[HostAudit], problems_only: bool, output: Path | None) -> None:
+    """Every host's table and the fleet's summary, on the terminal or as plain text in
+    ``output``."""
+    renderables = [host_table(audit, problems_only=problems_only) for audit in audits]
+    renderables.append(fleet_summary(audits))
+    if output is None:
+        for renderable in renderables:
+            console.show(renderable)
+        return
+    output.write_text(console.render_plain(renderables))
+    console.note(f"wrote {output}")
