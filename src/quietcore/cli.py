@@ -24,6 +24,8 @@ COMMANDS = {
     "jitter": "quietcore.probes.commands:jitter",
     "report": "quietcore.report.commands:report",
     "lab": "quietcore.lab.cli:lab",
+    "k8s": "quietcore.k8s.commands:k8s",
+    "export": "quietcore.export.commands:export",
 }
 
 

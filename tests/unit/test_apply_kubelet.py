@@ -72,6 +72,8 @@ def test_drop_ins_merge_in_lexical_order_over_the_configuration_file() -> None:
         # A map merges key by key: 10-site.conf's cpu stays beside quietcore's memory.
         "kubelet/systemReserved": ("drift", "cpu=250m,memory=500Mi"),
         "kubelet/kubeReserved": ("ok", "memory=500Mi"),
+        # 500Mi + 500Mi + the default 100Mi eviction threshold, on the one NUMA node.
+        "kubelet/reservedMemory": ("ok", "0:memory=1100Mi"),
     }
     by_key = {s.key: s for s in _settings()}
     reason = KNOB.observe(by_key["kubelet/systemReserved"], DROP_INS, VM).reason
@@ -129,6 +131,7 @@ def test_the_drop_in_is_a_kubelet_configuration_of_strings() -> None:
         "reservedSystemCPUs": "0",  # a string, not the number 0
         "systemReserved": {"memory": "500Mi"},
         "kubeReserved": {"memory": "500Mi"},
+        "reservedMemory": [{"numaNode": 0, "limits": {"memory": "1100Mi"}}],
     }
     assert "cpu_manager_state" in file.content
 

@@ -44,6 +44,7 @@ def test_kubeadm_configuration_with_some_manager_settings() -> None:
         "kubelet/reservedSystemCPUs": ("ok", "0"),
         "kubelet/systemReserved": ("ok", "cpu=500m,memory=512Mi"),
         "kubelet/kubeReserved": ("drift", "memory=256Mi"),
+        "kubelet/reservedMemory": ("drift", ""),  # unset: the kubelet's default (none)
     }
 
 
@@ -112,6 +113,12 @@ def test_desired_only_declared_fields_with_the_config_path() -> None:
         ("kubelet/memoryManagerPolicy", "Static", "containers.kubelet.memory_manager_policy"),
         ("kubelet/reservedSystemCPUs", "0,4", "containers.kubelet.reserved_system_cpus"),
         ("kubelet/kubeReserved", "cpu=500m,memory=1Gi", "containers.kubelet.kube_reserved"),
+        # 1Gi + the default 100Mi eviction threshold, over the NUMA nodes of CPUs 0 and 4.
+        (
+            "kubelet/reservedMemory",
+            "0:memory=562Mi;1:memory=562Mi",
+            "containers.kubelet.memory_manager_policy",
+        ),
     ]
     # The configuration file, then the drop-ins of the directory quietcore renders into.
     assert KNOB.reads(declared).files == (

@@ -227,7 +227,7 @@ def _declares_arguments(profile: Profile) -> bool:
     )
 
 
-def _declared_arguments(
+def declared_arguments(
     profile: Profile, isolated: CpuSet, irq_cpus: CpuSet | None
 ) -> Iterator[tuple[str, str]]:
     """(argument, profile field) for every kernel argument the profile implies."""
@@ -262,7 +262,7 @@ class CmdlineKnob(KnobFamily):
         by_name: dict[str, Setting] = {}
         spec = ctx.profile.irq.affinity
         irq_cpus = None if spec is None else ctx.cpuset(spec)
-        for argument, field in _declared_arguments(ctx.profile, ctx.cpus.isolated, irq_cpus):
+        for argument, field in declared_arguments(ctx.profile, ctx.cpus.isolated, irq_cpus):
             name = argument_name(argument)
             earlier = by_name.get(name)
             if earlier is not None and earlier.desired != argument:

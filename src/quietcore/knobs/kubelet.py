@@ -4,8 +4,16 @@ Keys: ``kubelet/config`` (the configuration file, ``containers.kubelet.config_pa
 ``/var/lib/kubelet/config.yaml``, must exist and be a ``KubeletConfiguration``) and
 ``kubelet/<field>`` for each declared field, named as in ``kubelet.config.k8s.io/v1beta1``:
 cpuManagerPolicy, cpuManagerPolicyOptions, topologyManagerPolicy, topologyManagerScope,
-memoryManagerPolicy, reservedSystemCPUs (a CPU list), systemReserved, kubeReserved. Maps are
-canonical ``k=v,k=v`` sorted by key. A field no file sets has the kubelet's default.
+memoryManagerPolicy, reservedSystemCPUs (a CPU list), systemReserved, kubeReserved,
+evictionHard. Maps are canonical ``k=v,k=v`` sorted by key. A field no file sets has the
+kubelet's default.
+
+With ``memory_manager_policy: Static`` the kubelet refuses to start unless ``reservedMemory``
+(per NUMA node) adds up to exactly systemReserved + kubeReserved + evictionHard's
+memory.available of memory, so ``kubelet/reservedMemory`` is derived from those: split evenly
+over the NUMA nodes of the reserved (housekeeping) CPUs, where the system daemons and the
+kubelet run and so allocate, the remainder on the lowest. Its canonical text is
+``NODE:k=v,...;NODE:k=v,...`` by node, quantities in their largest exact binary unit.
 
 The value is the one the kubelet computes at start: its configuration file, then each
 ``*.conf`` drop-in of its ``--config-dir`` in lexical order, merged over it as a JSON merge
@@ -26,10 +34,10 @@ every key is ``unsupported`` there.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -37,7 +45,8 @@ import yaml
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist
-from quietcore.profile.schema import Profile
+from quietcore.profile.errors import ResolveError
+from quietcore.profile.schema import KubeletSection, Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.steps import ManagedFile, UnsafeStepError
 from quietcore.topology import Topology
@@ -76,7 +85,7 @@ class KubeletField:
     attr: str  # in the profile's kubelet section
     name: str  # in KubeletConfiguration v1beta1
     default: str  # what the kubelet uses when the file does not set it, canonical
-    kind: Literal["text", "map", "cpus"]
+    kind: Literal["text", "map", "cpus", "numa"]
 
 
 FIELDS = (
@@ -88,8 +97,18 @@ FIELDS = (
     KubeletField("reserved_system_cpus", "reservedSystemCPUs", "", "cpus"),
     KubeletField("system_reserved", "systemReserved", "", "map"),
     KubeletField("kube_reserved", "kubeReserved", "", "map"),
+    KubeletField(
+        "eviction_hard",
+        "evictionHard",
+        "imagefs.available=15%,memory.available=100Mi,nodefs.available=10%,nodefs.inodesFree=5%",
+        "map",
+    ),
 )
-BY_KEY = {f"kubelet/{field.name}": field for field in FIELDS}
+# Not declared: derived from memory_manager_policy Static and the reservations above.
+RESERVED_MEMORY = KubeletField("memory_manager_policy", "reservedMemory", "", "numa")
+RENDERED = (*FIELDS, RESERVED_MEMORY)  # the drop-in's order
+BY_KEY = {f"kubelet/{field.name}": field for field in RENDERED}
+DEFAULT_MEMORY_AVAILABLE = "100Mi"  # the kubelet's evictionHard default on Linux
 
 
 def scalar_text(value: object) -> str:
@@ -101,6 +120,99 @@ def scalar_text(value: object) -> str:
 
 def map_text(value: dict[Any, Any]) -> str:
     return ",".join(f"{key}={scalar_text(value[key])}" for key in sorted(value, key=str))
+
+
+# --- Quantities and reservedMemory ---------------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P|m)?$")
+_FACTORS: dict[str, Decimal] = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    **{u: Decimal(1024 ** (power + 1)) for power, u in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi"))},
+    **{u: Decimal(1000 ** (power + 1)) for power, u in enumerate(("k", "M", "G", "T", "P"))},
+}
+_BINARY_UNITS = (("Pi", 1024**5), ("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024))
+
+
+def quantity_bytes(text: str) -> Decimal:
+    """A Kubernetes quantity (``500Mi``, ``1G``, ``1.5Gi``) as a number; ``ValueError`` for
+    anything else."""
+    match = _QUANTITY.match(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not a quantity like 500Mi or 1Gi")
+    try:
+        return Decimal(match.group(1)) * _FACTORS[match.group(2) or ""]
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not a quantity like 500Mi or 1Gi") from None
+
+
+def format_bytes(count: int) -> str:
+    """Whole bytes in the largest binary unit that holds them exactly: 1073741824 -> 1Gi."""
+    for unit, size in _BINARY_UNITS:
+        if count and count % size == 0:
+            return f"{count // size}{unit}"
+    return str(count)
+
+
+def canonical_quantity(text: str) -> str:
+    """``1024Mi`` and ``1Gi`` as the same text; text that is no whole byte count unchanged."""
+    try:
+        value = quantity_bytes(text)
+    except ValueError:
+        return text
+    return format_bytes(int(value)) if value == value.to_integral_value() else text
+
+
+def reserved_memory_bytes(section: KubeletSection) -> int:
+    """What the kubelet's node allocatable holds back of memory: system + kube reserved +
+    evictionHard memory.available; ``ValueError`` naming the field when not whole bytes."""
+    parts = (
+        ("system_reserved.memory", section.system_reserved.get("memory", "0")),
+        ("kube_reserved.memory", section.kube_reserved.get("memory", "0")),
+        (
+            "eviction_hard.memory.available",
+            section.eviction_hard.get("memory.available", DEFAULT_MEMORY_AVAILABLE),
+        ),
+    )
+    total = Decimal(0)
+    for field, text in parts:
+        value = quantity_bytes(text)
+        if value != value.to_integral_value():
+            raise ValueError(f"{SECTION}.{field}: {text!r} is not a whole number of bytes")
+        total += value
+    return int(total)
+
+
+def split_reserved_memory(total: int, nodes: Iterable[int]) -> dict[int, int]:
+    """``total`` bytes spread evenly over ``nodes``, the remainder on the lowest: the kubelet
+    wants the sum exact, and the nodes are those of the housekeeping CPUs."""
+    ordered = sorted(set(nodes)) or [0]
+    share, remainder = divmod(total, len(ordered))
+    return {node: share + (remainder if index == 0 else 0) for index, node in enumerate(ordered)}
+
+
+def numa_text(limits_by_node: Mapping[int, Mapping[str, str]]) -> str:
+    return ";".join(
+        f"{node}:" + map_text({key: canonical_quantity(value) for key, value in limits.items()})
+        for node, limits in sorted(limits_by_node.items())
+    )
+
+
+def _parse_numa_text(name: str, text: str) -> list[tuple[int, list[tuple[str, str]]]]:
+    nodes = []
+    for entry in text.split(";") if text else []:
+        node, sep, limits = entry.partition(":")
+        if not sep or not node.isdigit() or not limits:
+            raise UnsafeStepError(f"refusing {name} {text!r}: not NODE:k=v;NODE:k=v")
+        nodes.append((int(node), _pairs(name, limits)))
+    return nodes
+
+
+def _pairs(name: str, text: str) -> list[tuple[str, str]]:
+    pairs = [item.partition("=") for item in text.split(",") if item]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise UnsafeStepError(f"refusing {name} {text!r}: not k=v,k=v")
+    return [(key, value) for key, _, value in pairs]
 
 
 def parse_configuration(lines: Iterable[str]) -> dict[str, Any]:
@@ -231,6 +343,8 @@ def field_observation(field: KubeletField, effective: Effective) -> Observation:
         where = ", ".join(effective.files)
         return Observation(field.default, reason=f"not set in {where}: the kubelet's default")
     value = config[field.name]
+    if field.kind == "numa":
+        return _numa_observation(value)
     if field.kind == "map":
         if not isinstance(value, dict):
             return Observation(scalar_text(value), "drift", "not a map")
@@ -243,6 +357,19 @@ def field_observation(field: KubeletField, effective: Effective) -> Observation:
     return Observation(scalar_text(value))
 
 
+def _numa_observation(value: object) -> Observation:
+    limits_by_node: dict[int, dict[str, str]] = {}
+    entries = value if isinstance(value, list) else [value]
+    for entry in entries:
+        node = entry.get("numaNode") if isinstance(entry, dict) else None
+        limits = entry.get("limits") if isinstance(entry, dict) else None
+        if not isinstance(node, int) or isinstance(node, bool) or not isinstance(limits, dict):
+            return Observation(str(value), "drift", "not a list of {numaNode, limits}")
+        merged = limits_by_node.setdefault(node, {})
+        merged.update({str(key): scalar_text(item) for key, item in limits.items()})
+    return Observation(numa_text(limits_by_node))
+
+
 def _with_reason(seen: Observation, *notes: str) -> Observation:
     reason = "; ".join(note for note in (seen.reason, *notes) if note)
     return Observation(seen.actual, seen.status, reason)
@@ -251,48 +378,43 @@ def _with_reason(seen: Observation, *notes: str) -> Observation:
 # --- What quietcore renders ---------------------------------------------------------------------
 
 
-def _yaml_text(text: str) -> str:
-    """A JSON string is a YAML double-quoted scalar: always a string, never ``true`` or a
-    number, whatever the text (the kubelet wants strings in these maps and fields)."""
-    return json.dumps(text)
-
-
-def _field_lines(field: KubeletField, desired: str) -> list[str]:
+def _template_field(field: KubeletField, setting: Setting) -> dict[str, Any]:
+    """One field as the drop-in template wants it; text that does not fit the field is
+    refused (it would give the kubelet a configuration it rejects)."""
+    where = _UNPRINTABLE.sub("?", f"{setting.field} ({setting.source or 'source unknown'})")
+    values: dict[str, Any] = {"name": field.name, "kind": field.kind, "where": where}
+    desired = setting.desired
     if field.kind == "map":
-        pairs = [item.partition("=") for item in desired.split(",") if item]
-        if any(not sep or not key for key, sep, _ in pairs):
-            raise UnsafeStepError(f"refusing {field.name} {desired!r}: not k=v,k=v")
-        if not pairs:
-            return [f"{field.name}: {{}}"]
-        return [f"{field.name}:"] + [f"  {_yaml_text(k)}: {_yaml_text(v)}" for k, _, v in pairs]
-    if field.kind == "cpus":
+        values["pairs"] = _pairs(field.name, desired)
+    elif field.kind == "numa":
+        values["nodes"] = _parse_numa_text(field.name, desired)
+    elif field.kind == "cpus":
         try:
-            desired = format_cpulist(parse_cpulist(desired))
+            values["value"] = format_cpulist(parse_cpulist(desired))
         except CpuSetError as error:
             raise UnsafeStepError(f"refusing {field.name} {desired!r}: {error}") from None
-    return [f"{field.name}: {_yaml_text(desired)}"]
+    else:
+        values["value"] = desired
+    return values
 
 
 def render_drop_in(settings: Sequence[Setting]) -> str:
+    """quietcore's drop-in for these settings, from ``k8s_manifests/kubelet-drop-in.conf.j2``
+    (the same text ``quietcore k8s render`` puts in a pool's files)."""
+    # Imported here: jinja2 costs start-up time that only rendering needs.
+    from quietcore.k8s.templates import render
+
     by_name = {BY_KEY[s.key].name: s for s in settings if s.key in BY_KEY}
-    lines = [
-        "# Owned by quietcore: rendered in full at every apply, edits here are overwritten;",
-        "# `quietcore rollback` removes this file. The kubelet merges it over its configuration",
-        f"# file when it starts with --config-dir={DROP_IN_DIR} (restart it to apply).",
-        "# Changing cpuManagerPolicy or memoryManagerPolicy also needs the node drained, the",
-        "# kubelet stopped and its state file removed (/var/lib/kubelet/cpu_manager_state,",
-        "# memory_manager_state); quietcore does not do that for you.",
-        f"apiVersion: {API_VERSION}",
-        f"kind: {KIND}",
+    fields = [  # the schema's order, whatever the order of ``settings``
+        _template_field(field, by_name[field.name]) for field in RENDERED if field.name in by_name
     ]
-    for field in FIELDS:  # the schema's order, whatever the order of ``settings``
-        setting = by_name.get(field.name)
-        if setting is None:
-            continue
-        where = _UNPRINTABLE.sub("?", f"{setting.field} ({setting.source or 'source unknown'})")
-        lines.append(f"# {field.name} from {where}")
-        lines += _field_lines(field, setting.desired)
-    return "\n".join(lines) + "\n"
+    return render(
+        "kubelet-drop-in.conf.j2",
+        drop_in_dir=DROP_IN_DIR,
+        api_version=API_VERSION,
+        kind=KIND,
+        fields=fields,
+    )
 
 
 class KubeletKnob(KnobFamily):
@@ -326,6 +448,24 @@ class KubeletKnob(KnobFamily):
             key = f"{self.name}/{field.name}"
             # The kubelet reads its configuration only when it starts.
             yield ctx.setting(self.name, key, text, f"{SECTION}.{field.attr}", reboot=True)
+        if section.memory_manager_policy == "Static":
+            yield self._reserved_memory(ctx, section)
+
+    def _reserved_memory(self, ctx: ResolveContext, section: KubeletSection) -> Setting:
+        field = f"{SECTION}.{RESERVED_MEMORY.attr}"
+        try:
+            total = reserved_memory_bytes(section)
+        except ValueError as error:
+            raise ResolveError(field, str(error)) from None
+        topology = ctx.topology
+        nodes = {topology.node_of(cpu) for cpu in ctx.cpus.reserved if cpu in topology.cpus}
+        if not nodes:  # no housekeeping CPUs declared: the lowest node with memory
+            nodes = {min((n.id for n in topology.nodes.values() if n.mem_total_kib), default=0)}
+        shares = split_reserved_memory(total, nodes)
+        limits = {node: {"memory": format_bytes(share)} for node, share in shares.items() if share}
+        text = numa_text(limits)
+        key = f"{self.name}/{RESERVED_MEMORY.name}"
+        return ctx.setting(self.name, key, text, field, reboot=True)
 
     def observe(self, setting: Setting, readings: Readings, topology: Topology) -> Observation:
         state = kubelet_state(readings)
@@ -352,7 +492,7 @@ class KubeletKnob(KnobFamily):
             seen = _with_reason(
                 seen,
                 f"changing it also needs the kubelet stopped and {state_file} removed "
-                "(quietcore does not do that)",
+                "on a drained node (`quietcore k8s rollout` does that; apply alone does not)",
             )
         return _with_reason(seen, effective.note)
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-HostEntry = tuple[str, dict[str, Any]]
+from quietcore.inventory_file import HostEntry, inventory_text
 
 
 def host_entry(host: str, ssh_port: int, client_key: Path, known_hosts: Path) -> HostEntry:
@@ -33,18 +32,11 @@ def host_entry(host: str, ssh_port: int, client_key: Path, known_hosts: Path) ->
 
 def render_inventory(entries: Sequence[HostEntry]) -> str:
     """A pyinfra inventory file (Python) with one group, ``hosts``."""
-    lines = [
+    header = (
         '"""quietcore lab hosts (written by `quietcore lab inventory`; regenerated on each'
-        ' `lab up`)."""',
-        "",
-        "hosts = [",
-    ]
-    for host, data in entries:
-        lines.append(f"    ({host!r}, {{")
-        lines.extend(f"        {key!r}: {value!r}," for key, value in data.items())
-        lines.append("    }),")
-    lines.append("]")
-    return "\n".join(lines) + "\n"
+        ' `lab up`)."""'
+    )
+    return inventory_text([header], "hosts", entries)
 
 
 def known_hosts_line(ssh_port: int, host_key: str) -> str:

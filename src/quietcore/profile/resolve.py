@@ -34,7 +34,7 @@ def _is_cpu_text(model: type[BaseModel], name: str) -> bool:
     )
 
 
-def _cpu_texts(model: BaseModel, path: str = "") -> Iterator[tuple[str, str]]:
+def cpu_texts(model: BaseModel, path: str = "") -> Iterator[tuple[str, str]]:
     """(field path, value) of every CPU-set field outside the ``cpu`` section itself."""
     for name in type(model).model_fields:
         value = getattr(model, name)
@@ -44,15 +44,15 @@ def _cpu_texts(model: BaseModel, path: str = "") -> Iterator[tuple[str, str]]:
         if isinstance(value, str) and _is_cpu_text(type(model), name):
             yield field, value
         elif isinstance(value, BaseModel):
-            yield from _cpu_texts(value, f"{field}.")
+            yield from cpu_texts(value, f"{field}.")
         elif isinstance(value, list):
             for index, item in enumerate(value):
                 if isinstance(item, BaseModel):
-                    yield from _cpu_texts(item, f"{field}.{index}.")
+                    yield from cpu_texts(item, f"{field}.{index}.")
 
 
 def _check_cpu_texts(profile: Profile, cpus: CpuPlan) -> None:
-    for field, spec in _cpu_texts(profile):
+    for field, spec in cpu_texts(profile):
         try:
             resolve_cpu_text(spec, cpus)
         except ResolveError as error:

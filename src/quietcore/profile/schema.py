@@ -335,6 +335,20 @@ ResourceMap = dict[
 ]
 
 
+# Hard eviction signals the kubelet knows (evictionHard); values are quantities or percentages.
+EvictionSignal = Literal[
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "containerfs.available",
+    "containerfs.inodesFree",
+    "pid.available",
+]
+_THRESHOLD = r"^([0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti)?|[0-9]+(\.[0-9]+)?%)$"
+
+
 class KubeletSection(Strict):
     config_path: AbsPath = "/var/lib/kubelet/config.yaml"
     cpu_manager_policy: Literal["none", "static"] | None = None
@@ -357,6 +371,22 @@ class KubeletSection(Strict):
     reserved_system_cpus: CpuText | None = None
     system_reserved: ResourceMap = Field(default_factory=dict)
     kube_reserved: ResourceMap = Field(default_factory=dict)
+    # Rendered only when declared: a partial evictionHard makes older kubelets zero the
+    # signals it leaves out. The Static memory manager's reservedMemory counts memory.available
+    # (the kubelet's default, 100Mi, when not declared).
+    eviction_hard: dict[EvictionSignal, Annotated[str, Field(pattern=_THRESHOLD)]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _static_memory_needs_an_absolute_threshold(self) -> KubeletSection:
+        threshold = self.eviction_hard.get("memory.available", "")
+        if self.memory_manager_policy == "Static" and threshold.endswith("%"):
+            raise ValueError(
+                "eviction_hard memory.available must be a quantity (e.g. 100Mi), not a "
+                "percentage, with memory_manager_policy Static: reservedMemory is computed from it"
+            )
+        return self
 
 
 class SystemdSection(Strict):
