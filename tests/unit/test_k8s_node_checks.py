@@ -26,8 +26,6 @@ from quietcore.audit import audit_host
 from quietcore.drift import compare
 from quietcore.k8s.node_checks import (
     SCHEMA_ID,
-    NodeCheck,
-    Unchecked,
     checks_document,
     checks_json,
     node_check,
@@ -35,6 +33,7 @@ from quietcore.k8s.node_checks import (
 )
 from quietcore.knobs import cmdline
 from quietcore.knobs.base import Setting, Status
+from quietcore.knobs.node_check import NodeCheck, Unchecked
 from quietcore.profile.cpuset import format_cpulist, format_cpumask, parse_cpulist, parse_cpumask
 from quietcore.profile.load import load_profile
 from quietcore.readings import HostRead, Readings

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from quietcore.knobs.node_check import NodeCheck, Unchecked
 from quietcore.profile.cpuplan import CpuPlan, resolve_cpu_text
 from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.schema import Profile
@@ -109,6 +110,8 @@ class KnobFamily(ABC):
     boot_script: ClassVar[bool] = False
     # Every file ``native_files`` may render, read by plan to compare and by rollback to undo.
     managed_paths: ClassVar[tuple[str, ...]] = ()
+    # Why a Kubernetes node cannot judge this family from /proc and /sys (see ``node_check``).
+    unchecked_on_node: ClassVar[str] = "no file check for this family"
 
     @abstractmethod
     def reads(self, profile: Profile) -> ReadSpec: ...
@@ -134,6 +137,11 @@ class KnobFamily(ABC):
         """Why a daemon running on the host, not quietcore, now decides ``key`` (so rollback
         has no value of its own to restore), or ``None``."""
         return None
+
+    def node_check(self, setting: Setting) -> NodeCheck | Unchecked:
+        """How a Kubernetes node judges ``setting`` by reading its own /proc and /sys (the
+        in-cluster verifier), with the same normalisation as ``observe``; or why it cannot."""
+        return Unchecked(setting.key, self.unchecked_on_node)
 
     def native_files(
         self, settings: Sequence[Setting], readings: Readings, topology: Topology

@@ -33,6 +33,7 @@ from quietcore.knobs.base import (
     Setting,
     cpuset_observation,
 )
+from quietcore.knobs.node_check import ArgumentValue, NodeCheck
 from quietcore.profile.cpuset import CpuSet, format_cpulist, parse_cpulist
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import CpuSection, Profile
@@ -246,6 +247,15 @@ def declared_arguments(
         yield f"default_hugepagesz={profile.hugepages.default_size}", "hugepages.default_size"
 
 
+def _argument_value(name: str) -> ArgumentValue:
+    """How a node compares this argument's value (as ``matches`` does)."""
+    if name == "isolcpus":
+        return "isolcpus"
+    if name in CPULIST_ARGUMENTS:
+        return "cpulist"
+    return "size" if name in SIZE_ARGUMENTS else "text"
+
+
 class CmdlineKnob(KnobFamily):
     name = "cmdline"
     managed_paths = (GRUB_DROP_IN,)
@@ -344,3 +354,19 @@ class CmdlineKnob(KnobFamily):
         content = "\n".join(lines) + "\n"
         update = Run(("update-grub",))
         return (ManagedFile(GRUB_DROP_IN, content, self.name, activate=(update,), reboot=True),)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        if setting.key in _EFFECT_FILES:
+            path, absent = _EFFECT_FILES[setting.key]
+            return NodeCheck(
+                setting.key, path, "cpulist", setting.desired, "unsupported", absent_reason=absent
+            )
+        return NodeCheck(
+            setting.key,
+            PROC_CMDLINE,
+            "cmdline_arg",
+            setting.desired,
+            "unsupported",
+            absent_reason=f"{PROC_CMDLINE} could not be read",
+            argument=_argument_value(argument_name(setting.desired)),
+        )

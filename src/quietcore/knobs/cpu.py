@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import NodeCheck
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
@@ -293,3 +294,59 @@ class CpuKnob(KnobFamily):
         if readings.first_line(NO_TURBO) is not None:
             return (Write(NO_TURBO, "0" if boost == "1" else "1"),)
         return ()
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        if setting.key == MIN_PERF_KEY:
+            return NodeCheck(
+                setting.key,
+                MIN_PERF,
+                "exact",
+                setting.desired,
+                "unsupported",
+                "min_perf_pct is intel_pstate's",
+            )
+        if setting.key == BOOST_KEY:
+            # cpufreq's switch, or intel_pstate's no_turbo, its inverse.
+            inverse = "0" if setting.desired == "1" else "1"
+            no_turbo = NodeCheck(
+                setting.key, NO_TURBO, "exact", inverse, "unsupported", "the driver has no boost"
+            )
+            return NodeCheck(
+                setting.key, BOOST, "exact", setting.desired, "unsupported", fallback=no_turbo
+            )
+        _, cpu_text, *rest = setting.key.split("/")
+        cpu = int(cpu_text)
+        if rest == ["scaling_governor"]:
+            path = cpu_file(cpu, GOVERNOR)
+            return NodeCheck(setting.key, path, "exact", setting.desired, "unsupported", NO_CPUFREQ)
+        if rest == ["energy_perf_bias"]:
+            # HWP/EPP CPUs have no EPB file: the kernel's EPB-to-EPP bucket is compared instead.
+            epp = NodeCheck(
+                setting.key,
+                cpu_file(cpu, EPP),
+                "exact",
+                epp_of_epb(int(setting.desired)),
+                "unsupported",
+                "no energy_perf_bias nor energy_performance_preference",
+            )
+            path = cpu_file(cpu, EPB)
+            return NodeCheck(
+                setting.key, path, "exact", setting.desired, "unsupported", fallback=epp
+            )
+        state_name = rest[1]
+        deeper = _DEEPER.fullmatch(state_name)
+        if deeper is None:
+            path = cpu_file(cpu, f"cpuidle/{state_name}/disable")
+            return NodeCheck(
+                setting.key, path, "exact", setting.desired, "unsupported", f"no idle {state_name}"
+            )
+        limit = int(deeper.group(1))
+        return NodeCheck(
+            setting.key,
+            cpu_file(cpu, "cpuidle/state*/disable"),
+            "all_equal",
+            setting.desired,
+            "unsupported",
+            "no cpuidle driver",
+            exclude=tuple(cpu_file(cpu, f"cpuidle/state{s}/disable") for s in range(limit + 1)),
+        )

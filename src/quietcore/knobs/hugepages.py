@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import Need, NodeCheck
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, size_kib
 from quietcore.readings import Readings, ReadSpec
@@ -154,3 +155,35 @@ class HugepagesKnob(KnobFamily):
             return ()
         path = host_pool_path(kib) if node is None else node_pool_path(node, kib)
         return (Write(path, checked(value, NUMBER, key)),)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        if setting.key == DEFAULT_SIZE_KEY:
+            return NodeCheck(
+                setting.key,
+                MEMINFO,
+                "meminfo_kib",
+                setting.desired,
+                "unsupported",
+                absent_reason="kernel built without hugetlbfs",
+                label="Hugepagesize",
+            )
+        node, kib = _parse_pool_key(setting.key)
+        size = format_size_kib(kib)
+        offered = Need(host_pool_path(kib), "unsupported", f"no {size} hugepages offered")
+        if node is None:
+            return NodeCheck(
+                setting.key,
+                offered.path,
+                "exact",
+                setting.desired,
+                offered.status,
+                absent_reason=offered.reason,
+            )
+        return NodeCheck(
+            setting.key,
+            node_pool_path(node, kib),
+            "exact",
+            setting.desired,
+            absent_reason=f"NUMA node {node} has no {size} hugepage pool",
+            needs=(offered,),
+        )

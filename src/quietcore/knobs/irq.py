@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 from quietcore.knobs import irqbalance
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting, step_cpus
+from quietcore.knobs.node_check import ITEM, KernelOwned, NodeCheck
 from quietcore.profile.cpuset import format_cpulist, format_cpumask, parse_cpulist, parse_cpumask
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
@@ -84,6 +85,18 @@ def kernel_owned(irq: int, readings: Readings) -> str | None:
             "(/sys/kernel/debug/irq) managed IRQs cannot be told apart"
         )
     return None
+
+
+# How a node tells an IRQ the kernel owns: as ``kernel_owned`` does, from debugfs flags when
+# readable, else by the legacy numbers.
+_NODE_KERNEL_OWNED = KernelOwned(
+    f"{DEBUG_IRQS}/{ITEM}",
+    {flag: f"{why} ({flag})" for flag, why in KERNEL_OWNED_FLAGS.items()},
+    {
+        str(number): f"x86's legacy {name} IRQ stays put (debugfs flags not readable here)"
+        for number, name in LEGACY_IRQS.items()
+    },
+)
 
 
 class IrqKnob(KnobFamily):
@@ -175,3 +188,29 @@ class IrqKnob(KnobFamily):
             return ()
         path, cpus = irq_file(int(match.group(1)), ALLOWED), format_cpulist(step_cpus(value, key))
         return (Write(path, cpus, refusable=True),)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        if setting.key == DEFAULT_KEY:
+            return NodeCheck(
+                setting.key,
+                DEFAULT_AFFINITY,
+                "cpumask",
+                setting.desired,
+                "unsupported",
+                "kernel without SMP IRQ affinity",
+            )
+        # One check over every IRQ a node has: IRQ numbers differ from node to node of a
+        # pool, the declared affinity does not.
+        _, name = _parse_key(setting.key)
+        effective = name == EFFECTIVE
+        return NodeCheck(
+            f"irq/{ITEM}/{name}",
+            f"/proc/irq/{ITEM}/{name}",
+            # The kernel delivers to one CPU (or a few) of the allowed set.
+            "cpulist_subset" if effective else "cpulist",
+            setting.desired,
+            "unsupported" if effective else "missing",
+            "this kernel does not report effective affinity" if effective else "the IRQ is gone",
+            each="/proc/irq/[0-9]*",
+            owned=_NODE_KERNEL_OWNED,
+        )

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import NOT_MOUNTED
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist, parse_cpumask
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile
@@ -168,6 +169,7 @@ def render_environment(lines: Iterable[str], cpulist: str, setting: Setting) -> 
 
 class IrqbalanceKnob(KnobFamily):
     name = "irqbalance"
+    unchecked_on_node = f"irqbalance's environment file and service state: {NOT_MOUNTED}"
     managed_paths = CONFIG_FILES
 
     def reads(self, profile: Profile) -> ReadSpec:

@@ -44,6 +44,7 @@ from typing import Any, Literal
 import yaml
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import NOT_MOUNTED
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import KubeletSection, Profile
@@ -419,6 +420,7 @@ def render_drop_in(settings: Sequence[Setting]) -> str:
 
 class KubeletKnob(KnobFamily):
     name = "kubelet"
+    unchecked_on_node = f"the kubelet's configuration is outside /proc and /sys: {NOT_MOUNTED}"
     managed_paths = (DROP_IN,)
 
     def reads(self, profile: Profile) -> ReadSpec:

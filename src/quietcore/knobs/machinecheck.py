@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import Need, NodeCheck
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
@@ -106,3 +107,26 @@ class MachinecheckKnob(KnobFamily):
         value = checked(value, NUMBER, key)
         devices = ignore_ce_values(readings)
         return tuple(Write(ignore_ce_path(device), value) for device in devices)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        if setting.key == ALL_DEVICES_KEY:
+            return NodeCheck(
+                setting.key,
+                IGNORE_CE_FILES,
+                "all_equal",
+                setting.desired,
+                "unsupported",
+                NO_DEVICES,
+            )
+        match = _DEVICE_KEY.fullmatch(setting.key)
+        if match is None:
+            raise ValueError(f"not a machinecheck key: {setting.key!r}")
+        device = match.group(1)
+        return NodeCheck(
+            setting.key,
+            ignore_ce_path(device),
+            "exact",
+            setting.desired,
+            absent_reason=f"no machine-check device {device}",
+            needs=(Need(IGNORE_CE_FILES, "unsupported", NO_DEVICES),),
+        )

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting, step_cpus
+from quietcore.knobs.node_check import NOT_MOUNTED, Need, NodeCheck, Unchecked
 from quietcore.profile.cpuset import (
     CpuSetError,
     format_cpulist,
@@ -379,3 +380,34 @@ class NicKnob(KnobFamily):
         if kind in ETHTOOL_SET:
             return (_ethtool_step(interface, kind, item, value),)
         return (_steering_write(interface, kind, item, value, topology.possible_count),)
+
+    def node_check(self, setting: Setting) -> NodeCheck | Unchecked:
+        parts = setting.key.split("/")
+        if len(parts) == 3:  # nic/<pattern>/match: some interface matches the rule
+            return NodeCheck(
+                setting.key,
+                f"{NET}/{parts[1]}",
+                "exists",
+                setting.desired,
+                absent_reason=f"no interface matches {parts[1]}",
+            )
+        _, interface, queue, item = parts
+        if queue in ETHTOOL_KEYS:
+            return Unchecked(
+                setting.key, f"read through ethtool's ioctls, not a file: {NOT_MOUNTED}"
+            )
+        device = f"{NET}/{interface}"
+        return NodeCheck(
+            setting.key,
+            f"{device}/queues/{queue}/{item}",
+            "cpumask",
+            setting.desired,
+            "unsupported",
+            f"kernel without {item} for {queue} (or a single-queue device)",
+            needs=(
+                Need(device, "missing", f"no interface {interface}"),
+                Need(f"{device}/queues/{queue}", "missing", f"{interface} has no queue {queue}"),
+            ),
+            # The kernel never prints an empty mask; quietcore's bundle shows a refused read so.
+            empty_is_absent=True,
+        )

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import NodeCheck
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, TcpSection, Watchdogs
 from quietcore.readings import Readings, ReadSpec
@@ -175,3 +176,13 @@ class SysctlKnob(KnobFamily):
             lines.append(f"{name} = {_checked_value(name, setting.desired)}")
         # No activation: apply has already written every value at runtime.
         return (ManagedFile(CONF, "\n".join(lines) + "\n", self.name),)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        name = setting.key.removeprefix("sysctl/")
+        return NodeCheck(
+            setting.key,
+            sysctl_path(name),
+            "exact",
+            setting.desired,
+            absent_reason=f"the running kernel has no sysctl {name}",
+        )

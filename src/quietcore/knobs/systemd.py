@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import NOT_MOUNTED
 from quietcore.profile.cpuset import CpuSet, CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.schema import Profile
 from quietcore.readings import Readings, ReadSpec
@@ -104,6 +105,7 @@ def render_drop_in(setting: Setting) -> str:
 
 class SystemdKnob(KnobFamily):
     name = "systemd"
+    unchecked_on_node = f"systemd's configuration in /etc: {NOT_MOUNTED}"
     managed_paths = (DROP_IN,)
 
     def reads(self, profile: Profile) -> ReadSpec:

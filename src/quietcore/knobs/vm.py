@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.node_check import NodeCheck
 from quietcore.profile.schema import MemorySection, Profile
 from quietcore.readings import Readings, ReadSpec
 from quietcore.steps import NUMBER, Step, UnsafeStepError, Write, checked
@@ -117,3 +118,17 @@ class VmKnob(KnobFamily):
         if value is None:  # the file did not exist before: nothing to restore
             return ()
         return (Write(file.path, checked(value, file.value, key)),)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        file = _BY_KEY[setting.key]
+        # run=2 is "stopped, and every merged page split again": KSM is off either way.
+        stopped = setting.key == "vm/ksm_run" and setting.desired == KSM_STOPPED
+        return NodeCheck(
+            setting.key,
+            file.path,
+            "bracketed" if file.parse is selected_mode else "exact",
+            setting.desired,
+            absent="unsupported",
+            absent_reason=file.absent,
+            accept=(KSM_UNMERGED,) if stopped else (),
+        )

@@ -19,6 +19,7 @@ from quietcore.knobs.base import (
     cpuset_observation,
     step_cpus,
 )
+from quietcore.knobs.node_check import NodeCheck
 from quietcore.profile.cpuset import (
     format_cpulist,
     format_cpumask,
@@ -72,3 +73,7 @@ class WorkqueueKnob(KnobFamily):
             return ()
         path, _ = MASK_FILES[key]
         return (Write(path, format_cpumask(step_cpus(value, key), topology.possible_count)),)
+
+    def node_check(self, setting: Setting) -> NodeCheck:
+        path, absent = MASK_FILES[setting.key]
+        return NodeCheck(setting.key, path, "cpumask", setting.desired, "unsupported", absent)
