@@ -61,14 +61,17 @@ def format_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
     )
 
 
-def output_option(command: Callable[..., Any]) -> Callable[..., Any]:
+def output_option(
+    what: str = "the report",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-o/--output FILE``: write ``what`` there instead of to stdout."""
     return click.option(
         "-o",
         "--output",
         type=click.Path(dir_okay=False, path_type=Path),
         default=None,
-        help="Write the report to this file instead of stdout.",
-    )(command)
+        help=f"Write {what} to this file instead of stdout.",
+    )
 
 
 def fan_out_options(command: Callable[..., Any]) -> Callable[..., Any]:

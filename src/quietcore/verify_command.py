@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     show_default=True,
     help=FORMAT_HELP,
 )
-@output_option
+@output_option()
 @click.option("--problems-only", is_flag=True, help="Table: hide settings that are ok.")
 @click.option(
     "--jitter",

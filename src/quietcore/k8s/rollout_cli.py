@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from quietcore import console
-from quietcore.cli_support import fan_out_options, load_or_exit, profile_option
+from quietcore.cli_support import fan_out_options, load_or_exit, output_option, profile_option
 from quietcore.engine import FanOut
 from quietcore.k8s.cluster import (
     Cluster,
@@ -122,13 +122,7 @@ def _nodes(
 
 @click.command()
 @cluster_options
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the inventory to this file instead of stdout.",
-)
+@output_option("the inventory")
 def inventory(
     selector: str,
     kubeconfig: str | None,

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from quietcore import console
+from quietcore.cli_support import output_option
 from quietcore.lab.spec import DEFAULT_NAME, LabError, LabSpec, check_name, format_mib, parse_memory
 
 
@@ -233,13 +234,7 @@ def down(names: tuple[str, ...], all_labs: bool) -> None:
 
 @lab.command()
 @click.argument("names", nargs=-1, callback=_name_callback, metavar="[NAME]...")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Write the inventory to this file instead of stdout.",
-)
+@output_option("the inventory")
 @click.option(
     "--path",
     "print_path",

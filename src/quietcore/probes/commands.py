@@ -293,7 +293,7 @@ def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
     "table for people; json (schema quietcore.jitter/v1: per CPU statistics, histogram, "
     "timeline, context and verdicts) for tools."
 )
-@output_option
+@output_option()
 @output_options
 @fan_out_options
 @click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
