@@ -1,9 +1,9 @@
 """Captured bundle outputs: real answers of real hosts to ``facts.bundle_script``.
 
-``python -m tests.bundles NAME [FAMILY ...]`` runs the bundle for the topology and the given
-knob families (all when none) on *this* machine and stores the raw output as
-``tests/data/bundles/NAME.txt``; tests load them with ``load_readings(NAME)``. Record where
-each capture came from in ``tests/data/bundles/README.md``.
+``python -m tests.bundles [--profile=P] NAME [FAMILY ...]`` runs the bundle for the topology
+and the given knob families (all when none; what profile P, else ``trading``, reads) on *this*
+machine and stores the raw output as ``tests/data/bundles/NAME.txt``; tests load them with
+``load_readings(NAME)``. Record where each capture came from in ``tests/data/bundles/README.md``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,11 @@ def _main(argv: list[str]) -> None:
     from quietcore.profile.load import load_profile
     from quietcore.topology import TOPOLOGY_READS
 
+    profile_name = "trading"
+    if argv and argv[0].startswith("--profile="):
+        profile_name, argv = argv[0].removeprefix("--profile="), argv[1:]
     name, wanted = argv[0], set(argv[1:])
-    profile = load_profile("trading").profile
+    profile = load_profile(profile_name).profile
     specs = [TOPOLOGY_READS] + [
         family.reads(profile) for family in FAMILIES if not wanted or family.name in wanted
     ]

@@ -26,6 +26,8 @@ COMMANDS = {
     "lab": "quietcore.lab.cli:lab",
     "k8s": "quietcore.k8s.commands:k8s",
     "export": "quietcore.export.commands:export",
+    "container-args": "quietcore.container_args_command:container_args",
+    "exec": "quietcore.workload.exec_command:exec_command",
 }
 
 

@@ -73,7 +73,67 @@ class Run:
             raise UnsafeStepError(f"refusing to run {self.argv!r}")
 
 
-Step = Write | Run
+# A cgroup directory quietcore creates and removes: only under the cgroup mounts.
+CGROUP_DIR = re.compile(r"^/sys/fs/cgroup(?:/[A-Za-z0-9_.@:-]+)*$")
+
+
+def _check_cgroup_dir(path: str, what: str) -> None:
+    if not CGROUP_DIR.fullmatch(path) or "/../" in f"{path}/" or "/./" in f"{path}/":
+        raise UnsafeStepError(f"refusing {what} {path!r}: not a cgroup directory")
+
+
+def _check_cpulist_text(cpus: str, what: str) -> None:
+    if not re.fullmatch(r"[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*", cpus):
+        raise UnsafeStepError(f"refusing CPUs {cpus!r} for {what}: not a CPU list")
+
+
+@dataclass(frozen=True)
+class ConfineTasks:
+    """Move every task outside ``partition`` that the kernel lets move onto ``cpus``: its
+    process into the cgroup ``join`` first (cgroup v1's housekeeping cpuset), then each thread's
+    affinity. Tasks the kernel pins (per-CPU kernel threads) refuse, and stay where they are;
+    verification names them. Generic, not a list of PIDs, so the boot script can replay it."""
+
+    cpus: str
+    partition: str  # as ``/proc/PID/cpuset`` names it: ``/quietcore-isolated``
+    join: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_cpulist_text(self.cpus, "confining tasks")
+        if not re.fullmatch(r"(?:/[A-Za-z0-9_.@:-]+)+", self.partition):
+            raise UnsafeStepError(f"refusing partition {self.partition!r}: not a cgroup path")
+        if self.join is not None:
+            _check_cgroup_dir(self.join, "the housekeeping cgroup")
+
+
+@dataclass(frozen=True)
+class PinTasks:
+    """Give each thread in ``tids`` the affinity ``cpus`` again (rollback of ``ConfineTasks``);
+    a thread that has exited since is not an error."""
+
+    cpus: str
+    tids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _check_cpulist_text(self.cpus, "pinning tasks")
+        if not self.tids or any(tid <= 0 for tid in self.tids):
+            raise UnsafeStepError(f"refusing task IDs {self.tids!r}")
+
+
+@dataclass(frozen=True)
+class RemoveCgroup:
+    """Move every process of the cgroup ``path`` into ``parent`` (a cgroup directory), then
+    remove ``path``; nothing to do when it does not exist."""
+
+    path: str
+    parent: str
+
+    def __post_init__(self) -> None:
+        _check_cgroup_dir(self.path, "removing cgroup")
+        _check_cgroup_dir(self.parent, "the parent cgroup")
+
+
+Step = Write | Run | ConfineTasks | PinTasks | RemoveCgroup
 
 
 @dataclass(frozen=True)

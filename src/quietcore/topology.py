@@ -1,4 +1,6 @@
-"""A host's hardware layout as the kernel reports it: CPUs, cores, sockets, NUMA nodes, NICs.
+"""A host's hardware layout as the kernel reports it: CPUs, cores, sockets, NUMA nodes, NICs,
+plus the two facts about its OS that decide how CPUs can be partitioned at runtime (which
+cpuset cgroup hierarchy it has, and whether PID 1 is systemd).
 
 ``TOPOLOGY_READS`` says which procfs/sysfs files the one-round-trip bundle brings back;
 ``parse_topology`` builds a ``Topology`` from that ``Readings`` value, with no I/O. Every piece
@@ -12,6 +14,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from quietcore import cgroup_layout
+from quietcore.cgroup_layout import CgroupVersion
 from quietcore.profile.cpuset import CpuSet, parse_cpulist
 from quietcore.readings import Readings, ReadSpec
 
@@ -59,6 +63,12 @@ class Topology:
     kernel_release: str
     # CPUs the hardware has, online or not; empty when unknown (then only ``online`` counts).
     present: CpuSet = frozenset()
+    cpuset_cgroup: CgroupVersion | None = None  # None: no cpuset controller to partition with
+    init: str = ""  # PID 1's name: ``systemd`` owns the cgroup tree's slices
+
+    @property
+    def systemd(self) -> bool:
+        return self.init == "systemd"
 
     @property
     def smt_active(self) -> bool:
@@ -113,6 +123,9 @@ TOPOLOGY_READS = ReadSpec(
         "/sys/class/dmi/id/sys_vendor",
         "/sys/class/dmi/id/product_name",
         _CLOCKSOURCES,
+        cgroup_layout.V2_CONTROLLERS,
+        cgroup_layout.V1_ROOT_CPUS,
+        "/proc/1/comm",
     )
 )
 
@@ -371,4 +384,9 @@ def parse_topology(readings: Readings) -> Topology:
         hypervisor=_hypervisor(readings, cpuinfo, flags),
         kernel_release=readings.first_line("/proc/sys/kernel/osrelease") or "",
         present=_cpulist(readings, f"{_CPU}/present") or frozenset(),
+        cpuset_cgroup=cgroup_layout.cpuset_version(
+            readings.first_line(cgroup_layout.V2_CONTROLLERS),
+            readings.first_line(cgroup_layout.V1_ROOT_CPUS),
+        ),
+        init=readings.first_line("/proc/1/comm") or "",
     )

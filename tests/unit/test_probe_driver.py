@@ -123,3 +123,32 @@ def test_host_compile_goes_through_a_part_file() -> None:
     script = driver_script(ProbeJob(choice, (1,), 1, 1), [(source.remote, source.sha256)])
     assert f"[ -x {C_PROBE} ] || {{ /usr/bin/cc -O2 -o {C_PROBE}.part {C_PROBE}.c" in script
     assert f"mv -f {C_PROBE}.part {C_PROBE}" in script
+
+
+PARTITION = "/sys/fs/cgroup/cpuset/quietcore-isolated"
+
+
+def test_a_probe_of_a_partition_cpu_joins_the_partition_first() -> None:
+    job = dataclasses.replace(_job("c"), cpus=(0, 1), partition=(PARTITION, frozenset({1})))
+    script = driver_script(job)
+    join = f"""sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' qc-join {PARTITION}"""
+    assert f"( {join} {C_PROBE} --cpu 1 " in script
+    assert f"( {C_PROBE} --cpu 0 " in script  # CPU 0 is not in the partition
+    with pytest.raises(UnsafeProbeError):
+        driver_script(dataclasses.replace(job, partition=("/sys/x y", frozenset({1}))))
+
+
+def test_oslat_in_the_partition_keeps_its_main_thread_there() -> None:
+    job = dataclasses.replace(
+        _job("oslat", ("/usr/bin/oslat",)), partition=(PARTITION, frozenset({1}))
+    )
+    script = driver_script(job)
+    assert f"qc-join {PARTITION} /usr/bin/oslat --cpu-list 1" in script
+    assert "--cpu-main-thread 1" in script
+
+
+def test_the_partition_is_read_from_the_host() -> None:
+    readings = load_readings("cpuset-v1-isolated")
+    env = parse_probe_env(readings)
+    assert env.partition == (PARTITION, frozenset({1}))
+    assert parse_probe_env(load_readings("cpuset-v1-untuned")).partition is None

@@ -357,11 +357,18 @@ def plan_rollback(read: HostRead, snapshot: Snapshot) -> HostPlan:
     readings, topology = read.readings, parse_topology(read.readings)
     audit = HostAudit(read.host, "ok", topology=topology, elapsed_s=read.elapsed_s)
     changes: list[Change] = []
-    for key, saved in snapshot.keys.items():
+    ordered = sorted(
+        snapshot.keys.items(), key=lambda item: family(item[1].family).restore_rank(item[0])
+    )
+    for key, saved in ordered:
         check = check_key(key, saved, readings, topology)
         if check.restored:
             continue
-        steps = family(saved.family).steps_to_set(key, saved.before, readings, topology)
+        try:
+            steps = family(saved.family).steps_to_set(key, saved.before, readings, topology)
+        except UnsafeStepError as error:
+            refused = replace(audit, status="refused", error=str(error))
+            return HostPlan(read.host, "rollback", refused, error=str(error), existing=snapshot)
         kind = _restore_kind(saved, steps)
         changes.append(
             Change(

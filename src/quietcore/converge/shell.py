@@ -12,7 +12,16 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from quietcore.steps import REFUSED_WRITES, ManagedFile, Run, Step, Write
+from quietcore.steps import (
+    REFUSED_WRITES,
+    ConfineTasks,
+    ManagedFile,
+    PinTasks,
+    RemoveCgroup,
+    Run,
+    Step,
+    Write,
+)
 
 # The functions every script starts with. ``qc_block`` and ``qc_record`` let a journal line say
 # how the steps of its key went: the line is built on the controller in two halves around the
@@ -45,6 +54,35 @@ qc_backup() {
         qc_fail "could not back up $1"
 }
 qc_restore() { cp -p "$2" "$1" || qc_fail "could not restore $1 from $2"; }
+# Runtime isolation (knobs/cpuset.py). $1 CPUs, $2 the partition to leave alone, $3 the v1
+# housekeeping cgroup to join or empty. Tasks the kernel pins refuse; that is not a failure.
+# Twice: a process forked by a parent the first pass had not reached yet is not in its list.
+qc_confine() {
+    for qc_pass in 1 2; do
+        for d in /proc/[0-9]*; do
+            { read -r qc_cs < "$d/cpuset"; } 2>/dev/null || continue
+            case "$qc_cs/" in "$2"/*) ;; *)
+                [ -z "$3" ] || { echo "${d#/proc/}" > "$3/cgroup.procs"; } 2>/dev/null
+                for t in "$d"/task/[0-9]*; do taskset -pc "$1" "${t##*/}" >/dev/null 2>&1; done
+            esac
+        done
+    done
+}
+# $1 CPUs, then thread IDs: each gets its affinity back; one that has exited is no failure.
+qc_pin() {
+    qc_c=$1
+    shift
+    for t; do
+        taskset -pc "$qc_c" "$t" >/dev/null 2>&1 || [ ! -d "/proc/$t" ] ||
+            qc_fail "could not give task $t CPUs $qc_c"
+    done
+}
+# $1 a cgroup to remove, $2 the cgroup its processes move to first.
+qc_rmcgroup() {
+    [ -d "$1" ] || return 0
+    while read -r p; do { echo "$p" > "$2/cgroup.procs"; } 2>/dev/null; done < "$1/cgroup.procs"
+    rmdir "$1" || qc_fail "could not remove cgroup $1 (tasks left: $(wc -l < "$1/cgroup.procs"))"
+}
 qc_record() {
     mkdir -p "${1%/*}" || qc_fail "could not create ${1%/*}"
     r=ok
@@ -64,6 +102,12 @@ def step_line(step: Step) -> str:
     if isinstance(step, Write):
         writer = "qc_write_refusable" if step.refusable else "qc_write"
         return f"{writer} {quote_all((step.path, step.value))}"
+    if isinstance(step, ConfineTasks):
+        return f"qc_confine {quote_all((step.cpus, step.partition, step.join or ''))}"
+    if isinstance(step, PinTasks):
+        return f"qc_pin {quote_all((step.cpus, *(str(tid) for tid in step.tids)))}"
+    if isinstance(step, RemoveCgroup):
+        return f"qc_rmcgroup {quote_all((step.path, step.parent))}"
     runner = "qc_systemd" if step.systemd_only else "qc_run"
     return f"{runner} {quote_all(step.argv)}"
 

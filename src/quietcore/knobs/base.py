@@ -133,6 +133,11 @@ class KnobFamily(ABC):
         the key cannot change at runtime: it is set through ``native_files`` and a reboot."""
         return ()
 
+    def restore_rank(self, key: str) -> int:
+        """Where ``key`` comes in a rollback among this family's keys, lowest first (keys
+        whose restore undoes another's, like leaving a cgroup resetting affinities, go first)."""
+        return 0
+
     def placed_by_daemon(self, key: str, readings: Readings) -> str | None:
         """Why a daemon running on the host, not quietcore, now decides ``key`` (so rollback
         has no value of its own to restore), or ``None``."""

@@ -46,6 +46,8 @@ CPU_ISOLATED = "/sys/devices/system/cpu/isolated"
 CPU_NOHZ_FULL = "/sys/devices/system/cpu/nohz_full"
 
 # Arguments whose value is a CPU list: ``nohz_full=2-3`` equals ``nohz_full=2,3``.
+# The isolation method that is no kernel argument: a cgroup partition made at runtime.
+RUNTIME_METHOD = "cpuset"
 CPULIST_ARGUMENTS = frozenset({"nohz_full", "rcu_nocbs", "irqaffinity", "kthread_cpus"})
 # Arguments whose value is a size: ``default_hugepagesz=1G`` equals ``=1024M``.
 SIZE_ARGUMENTS = frozenset({"default_hugepagesz"})
@@ -232,15 +234,19 @@ def declared_arguments(
     profile: Profile, isolated: CpuSet, irq_cpus: CpuSet | None
 ) -> Iterator[tuple[str, str]]:
     """(argument, profile field) for every kernel argument the profile implies."""
-    if irq_cpus is not None:
+    cpu = profile.cpu
+    runtime_only = set(cpu.isolation) == {RUNTIME_METHOD}
+    if irq_cpus is not None and not runtime_only:
         # IRQs are born with this affinity. Moving one later takes effect only at its next
         # interrupt on x86, so an IRQ that rarely fires would otherwise keep its boot-time CPU.
+        # Not for runtime-only isolation, which promises no reboot: the boot script moves them.
         yield f"irqaffinity={format_cpulist(irq_cpus)}", "irq.affinity"
     for index, argument in enumerate(profile.kernel.cmdline):
         yield argument, f"kernel.cmdline.{index}"
-    cpu = profile.cpu
     cpus = format_cpulist(isolated)
     for index, method in enumerate(cpu.isolation):
+        if method == RUNTIME_METHOD:
+            continue  # a cgroup partition (knobs/cpuset.py), not a kernel argument
         value = ",".join([*cpu.isolcpus_flags, cpus]) if method == "isolcpus" else cpus
         yield f"{method}={value}", f"cpu.isolation.{index}"
     if profile.hugepages.default_size is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quietcore.knobs.base import KnobFamily
 from quietcore.knobs.cmdline import CmdlineKnob
 from quietcore.knobs.cpu import CpuKnob
+from quietcore.knobs.cpuset import CpusetKnob
 from quietcore.knobs.hugepages import HugepagesKnob
 from quietcore.knobs.irq import IrqKnob
 from quietcore.knobs.irqbalance import IrqbalanceKnob
@@ -13,6 +14,7 @@ from quietcore.knobs.machinecheck import MachinecheckKnob
 from quietcore.knobs.nic import NicKnob
 from quietcore.knobs.sysctl import SysctlKnob
 from quietcore.knobs.systemd import SystemdKnob
+from quietcore.knobs.units import UnitsKnob
 from quietcore.knobs.vm import VmKnob
 from quietcore.knobs.workqueue import WorkqueueKnob
 
@@ -26,8 +28,10 @@ FAMILIES: tuple[KnobFamily, ...] = (
     IrqKnob(),
     IrqbalanceKnob(),
     CpuKnob(),
+    CpusetKnob(),
     NicKnob(),
     SystemdKnob(),
+    UnitsKnob(),
     KubeletKnob(),
 )
 

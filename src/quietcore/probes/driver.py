@@ -36,6 +36,15 @@ class ProbeJob:
     threshold_ns: int
     fifo: int | None = None
     driver_cpu: int | None = None  # a CPU not probed: where oslat keeps its main thread
+    # quietcore's runtime partition (cgroup directory, its CPUs): a probe of one of those CPUs
+    # joins it first, since nothing outside the partition may run there.
+    partition: tuple[str, frozenset[int]] | None = None
+
+    def joins(self, cpu: int) -> str | None:
+        """The cgroup directory the probe of ``cpu`` must join, if any."""
+        if self.partition is None or cpu not in self.partition[1]:
+            return None
+        return self.partition[0]
 
 
 @dataclass(frozen=True)
@@ -113,7 +122,8 @@ def _probe_lines(job: ProbeJob) -> list[str]:
         if job.fifo is not None:
             flags += ["--fifo", _int(job.fifo, 1)]
         out = f'"$dir/{cpu}"'
-        lines.append(f"( {argv} {' '.join(flags)} >{out}.out 2>{out}.err; echo $? >{out}.rc ) &")
+        command = f"{_joined(job.joins(cpu))}{argv} {' '.join(flags)}"
+        lines.append(f"( {command} >{out}.out 2>{out}.err; echo $? >{out}.rc ) &")
     lines.append("wait")
     for cpu in job.cpus:
         out = f'"$dir/{cpu}"'
@@ -123,6 +133,15 @@ def _probe_lines(job: ProbeJob) -> list[str]:
             f"{_echo('stderr', str(cpu))}; cat {out}.err",
         ]
     return lines
+
+
+# A new shell joins the cgroup ($1) with its own PID, then becomes the probe: the probe is the
+# only process that moves (the driver stays where it is, off the probed CPUs).
+_JOIN = """sh -c 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"' qc-join"""
+
+
+def _joined(cgroup: str | None) -> str:
+    return "" if cgroup is None else f"{_JOIN} {_path(cgroup)} "
 
 
 def _oslat_lines(job: ProbeJob) -> list[str]:
@@ -135,12 +154,16 @@ def _oslat_lines(job: ProbeJob) -> list[str]:
         "--zero-omit", "--quiet",
         '--json="$dir/oslat.json"',
     ]  # fmt: skip
-    if job.driver_cpu is not None:
-        words += ["--cpu-main-thread", _int(job.driver_cpu)]
+    # oslat is one process: inside the partition its main thread (asleep while the workers
+    # measure) must stay there too.
+    cgroup = job.joins(job.cpus[0]) if job.cpus else None
+    main = job.cpus[0] if cgroup is not None else job.driver_cpu
+    if main is not None:
+        words += ["--cpu-main-thread", _int(main)]
     if job.fifo is not None:
         words += ["--rtprio", _int(job.fifo, 1)]
     return [
-        f'{" ".join(words)} >"$dir/oslat.log" 2>&1; rc=$?',
+        f'{_joined(cgroup)}{" ".join(words)} >"$dir/oslat.log" 2>&1; rc=$?',
         f'{_echo("oslat")} "$rc"',
         'cat "$dir/oslat.json" 2>/dev/null',
         f'{_echo("stderr", "oslat")}; cat "$dir/oslat.log"',

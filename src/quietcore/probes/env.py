@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from quietcore import cgroup_layout
 from quietcore.profile.cpuset import CpuSet, CpuSetError, parse_cpulist
 from quietcore.readings import Readings, ReadSpec
 
@@ -28,8 +29,17 @@ _ENV_SHELL = (
     "python3 -c 'import sys; print(\"python %d.%d\" % sys.version_info[:2])' 2>/dev/null; "
     f'ls -1 "$HOME/{CACHE_DIR}" 2>/dev/null | sed "s/^/cached /"; true'
 )
+# quietcore's runtime partition (knobs/cpuset.py): a probe of its CPUs must run inside it.
+PARTITION_FILES: tuple[tuple[str, str], ...] = tuple(
+    (
+        cgroup_layout.partition(version),
+        f"{cgroup_layout.partition(version)}/{cgroup_layout.EFFECTIVE_CPUS[version]}",
+    )
+    for version in ("v2", "v1")
+)
 PROBE_READS = ReadSpec(
-    files=(RT_RUNTIME, ISOLATED, NOHZ_FULL), commands=(("probe-env", _ENV_SHELL),)
+    files=(RT_RUNTIME, ISOLATED, NOHZ_FULL, *(file for _, file in PARTITION_FILES)),
+    commands=(("probe-env", _ENV_SHELL),),
 )
 
 # What may reach a command line or a path on the host: no spaces, quotes or shell syntax.
@@ -47,6 +57,8 @@ class ProbeEnv:
     rt_runtime_us: int | None
     isolated: CpuSet
     nohz_full: CpuSet
+    # quietcore's runtime partition: (cgroup directory, effective CPUs), when there is one.
+    partition: tuple[str, CpuSet] | None = None
 
     @property
     def cache_dir(self) -> str | None:
@@ -105,4 +117,12 @@ def parse_probe_env(readings: Readings) -> ProbeEnv:
         rt_runtime_us=_int(readings, RT_RUNTIME),
         isolated=_cpus(readings, ISOLATED),
         nohz_full=_cpus(readings, NOHZ_FULL),
+        partition=next(
+            (
+                (directory, _cpus(readings, file))
+                for directory, file in PARTITION_FILES
+                if readings.first_line(file)
+            ),
+            None,
+        ),
     )

@@ -90,6 +90,7 @@ def prepare(
         request.settings.threshold_ns,
         request.settings.fifo_priority,
         driver_cpu=spare[0] if spare else None,
+        partition=env.partition,
     )
     return Prepared(topology, env, job)
 

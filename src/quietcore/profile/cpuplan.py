@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from quietcore.profile.cpuset import CpuSet, format_cpulist, parse_cpulist
+from quietcore.profile.cpuset import (
+    CpuSet,
+    CpuSetError,
+    format_cpulist,
+    parse_cpulist,
+    parse_selection,
+    select_positions,
+)
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import CpuSection, Profile
 from quietcore.topology import Topology
@@ -131,9 +138,17 @@ def plan_cpus(profile: Profile, topology: Topology) -> CpuPlan:
 
 
 def resolve_cpu_text(spec: str, cpus: CpuPlan) -> CpuSet:
-    """``reserved``, ``isolated``, ``rest``, ``all`` or a CPU list, as concrete online CPUs.
+    """``reserved``, ``isolated``, ``rest``, ``all``, positions of one of them
+    (``isolated[0]``, ``isolated[1-2]``) or a CPU list, as concrete online CPUs.
     A token the profile gave no meaning to (``reserved`` without ``cpu.reserved``) is refused,
     naming the missing declaration."""
+    selection = parse_selection(spec)
+    if selection is not None:
+        name, positions = selection
+        try:
+            return select_positions(resolve_cpu_text(name, cpus), positions, name)
+        except CpuSetError as error:
+            raise ResolveError("", str(error)) from None
     if spec in ("reserved", "rest") and not cpus.reserved:
         raise ResolveError(
             "cpu.reserved", f"{spec!r} needs cpu.reserved (the housekeeping CPUs) to be declared"

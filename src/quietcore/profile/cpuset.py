@@ -53,7 +53,12 @@ def parse_cpulist(text: str) -> CpuSet:
 
 def format_cpulist(cpus: Iterable[int]) -> str:
     """Format CPUs as the kernel does: ascending, consecutive runs collapsed (``0-3,8``)."""
-    ordered = sorted(set(cpus))
+    return format_ranges(cpus)
+
+
+def format_ranges(numbers: Iterable[int]) -> str:
+    """Ascending, consecutive runs collapsed: ``0-3,8`` (CPUs, thread IDs)."""
+    ordered = sorted(set(numbers))
     runs: list[str] = []
     index = 0
     while index < len(ordered):
@@ -99,6 +104,35 @@ def format_cpumask(cpus: Iterable[int], width_cpus: int = 32) -> str:
     text = [f"{(value >> (32 * i)) & 0xFFFFFFFF:08x}" for i in reversed(range(groups))]
     text[0] = text[0][8 - lead_digits :]
     return ",".join(text)
+
+
+# ``isolated[0]``, ``reserved[1-2]``: CPUs picked by position (0 = the lowest) from a named set.
+_SELECTION = re.compile(r"^([a-z]+)\[(\d+)(?:-(\d+))?\]$")
+
+
+def parse_selection(text: str) -> tuple[str, range] | None:
+    """``isolated[1-2]`` -> (``isolated``, range(1, 3)); ``None`` when ``text`` picks nothing
+    by position. A reversed range is refused."""
+    match = _SELECTION.match(text.strip())
+    if match is None:
+        return None
+    first = int(match.group(2))
+    last = int(match.group(3)) if match.group(3) is not None else first
+    if last < first:
+        raise CpuSetError(f"reversed position range in {text!r}: {last} is below {first}")
+    return match.group(1), range(first, last + 1)
+
+
+def select_positions(cpus: CpuSet, positions: range, name: str) -> CpuSet:
+    """The CPUs at ``positions`` of ``cpus`` in ascending order (``name`` labels errors)."""
+    ordered = sorted(cpus)
+    if positions.stop > len(ordered):
+        raise CpuSetError(
+            f"{name}[{positions.start}{'' if len(positions) == 1 else f'-{positions.stop - 1}'}]"
+            f" asks for position {positions.stop - 1} but {name} has {len(ordered)} CPU"
+            f"{'' if len(ordered) == 1 else 's'} ({format_cpulist(cpus) or 'none'})"
+        )
+    return frozenset(ordered[index] for index in positions)
 
 
 def complement(cpus: CpuSet, universe: CpuSet) -> CpuSet:

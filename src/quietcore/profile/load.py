@@ -63,6 +63,7 @@ def load_profile(name_or_path: str, search_dirs: Sequence[Path] = ()) -> LoadedP
         raise _error(name_or_path, None, "", str(missing)) from None
     chain = _read_chain(start, search_dirs)
     data, positions = _merge_chain(chain)
+    _imply_runtime_isolation(data, positions)
     profile = _validate(data, positions, chain[0].file)
     canonical = json.dumps(profile.model_dump(mode="json"), sort_keys=True)
     return LoadedProfile(
@@ -331,6 +332,31 @@ def _merge_chain(chain: Sequence[_Document]) -> tuple[dict[str, Any], dict[Key, 
         data["extends"] = chain[1].name
         positions[("extends",)] = (requested.file, requested.lines[("extends",)])
     return data, positions
+
+
+# What a runtime partition needs besides the cgroups: interrupts and unbound kernel work kept
+# off the isolated CPUs. ``cpu.isolation: [cpuset]`` makes these the default, placed (for plan
+# and verify output) where the isolation was declared.
+RUNTIME_ISOLATION_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("irq", "affinity"),
+    ("kernel", "workqueue_mask"),
+)
+
+
+def _imply_runtime_isolation(data: dict[str, Any], positions: dict[Key, Position]) -> None:
+    cpu = data.get("cpu")
+    isolation = cpu.get("isolation") if isinstance(cpu, dict) else None
+    if not isinstance(isolation, list) or "cpuset" not in isolation:
+        return
+    where = positions.get(("cpu", "isolation"))
+    for section, name in RUNTIME_ISOLATION_DEFAULTS:
+        holder = data.setdefault(section, {})
+        if not isinstance(holder, dict) or name in holder:
+            continue
+        holder[name] = "reserved"
+        if where is not None:
+            positions.setdefault((section,), where)
+            positions[(section, name)] = where
 
 
 def merge(

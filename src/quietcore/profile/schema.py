@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from quietcore.profile.cpuset import CpuSetError, parse_cpulist
+from quietcore.profile.cpuset import CpuSetError, parse_cpulist, parse_selection
 
 
 class Strict(BaseModel):
@@ -39,10 +39,17 @@ def _check_cpu_text(value: str) -> str:
     if value in CPU_TOKENS:
         return value
     try:
-        parse_cpulist(value)
+        selection = parse_selection(value)
+        if selection is None:
+            parse_cpulist(value)
+        elif selection[0] not in CPU_TOKENS:
+            raise CpuSetError(
+                f"{selection[0]!r} in {value!r} is not one of {', '.join(CPU_TOKENS)}"
+            )
     except CpuSetError as error:
         raise ValueError(
-            f"{error}; expected a CPU list like '2-7,10' or one of {', '.join(CPU_TOKENS)}"
+            f"{error}; expected a CPU list like '2-7,10', one of {', '.join(CPU_TOKENS)}, "
+            "or positions of one of them like 'isolated[0]' or 'isolated[1-2]'"
         ) from None
     if not value.strip():
         raise ValueError("empty CPU list")
@@ -186,7 +193,8 @@ AbsPath = Annotated[str, AfterValidator(_check_abs_path)]
 # --- Sections ---------------------------------------------------------------------------------
 
 Governor = Literal["performance", "powersave", "schedutil", "ondemand", "conservative"]
-IsolationMethod = Literal["isolcpus", "nohz_full", "rcu_nocbs"]
+# ``cpuset``: runtime isolation (no reboot) by a cgroup cpuset partition, see knobs/cpuset.py.
+IsolationMethod = Literal["isolcpus", "nohz_full", "rcu_nocbs", "cpuset"]
 IsolcpusFlag = Literal["domain", "managed_irq", "nohz"]
 
 
@@ -207,7 +215,7 @@ class CpuSection(Strict):
     @field_validator("isolated")
     @classmethod
     def _isolated_is_not_reserved(cls, value: str | None) -> str | None:
-        if value in ("reserved", "isolated", "all"):
+        if value in ("reserved", "isolated", "all") or (value and parse_selection(value)):
             raise ValueError(f"cpu.isolated cannot be {value!r}; use 'rest' or a CPU list")
         return value
 
@@ -219,7 +227,9 @@ class CpuSection(Strict):
             raise ValueError("cpu.isolcpus_flags needs 'isolcpus' in cpu.isolation")
         if self.isolated is not None and self.reserved is None:
             raise ValueError("cpu.isolated needs cpu.reserved (the housekeeping CPUs)")
-        if isinstance(self.reserved, str) and self.reserved in ("reserved", "isolated", "rest"):
+        if isinstance(self.reserved, str) and (
+            self.reserved in ("reserved", "isolated", "rest") or parse_selection(self.reserved)
+        ):
             raise ValueError(f"cpu.reserved cannot be {self.reserved!r}; use a CPU list")
         return self
 
@@ -250,8 +260,172 @@ class HugepagesSection(Strict):
         return self
 
 
+# --- systemd units and containers: NUMA placement and limits (knobs/units.py) -----------------
+
+# Names that reach a drop-in path and a quoted `systemctl show` argument. systemd's `\x2d`
+# escapes are not accepted (no backslash reaches a path); a template needs its instance.
+_SERVICE_NAME = re.compile(
+    r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,180}(?:@[A-Za-z0-9_.-]{1,60})?\.service$"
+)
+# A slice's dashes name its parents (`kubepods-besteffort.slice` is under `kubepods.slice`), so
+# no part may be empty; this also keeps out the root slice `-.slice`.
+_SLICE_NAME = re.compile(r"^[A-Za-z0-9_.]+(?:-[A-Za-z0-9_.]+){0,15}\.slice$")
+_WORKLOAD_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+_LIMIT = re.compile(r"^([0-9]{1,15})([KMGT]?)$")
+_LIMIT_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+INFINITY = "infinity"
+
+
+def limit_bytes(text: str) -> int | None:
+    """``8G`` -> 8589934592, ``4096`` -> 4096 (bytes), ``infinity`` -> None (no limit)."""
+    if text == INFINITY:
+        return None
+    match = _LIMIT.match(text)
+    if not match:
+        raise ValueError(
+            f"{text!r} must be bytes, or a number followed by K, M, G or T (e.g. 512M, 8G), "
+            f"or {INFINITY}"
+        )
+    return int(match.group(1)) * _LIMIT_FACTORS[match.group(2)]
+
+
+def _check_limit(value: str) -> str:
+    if limit_bytes(value) == 0:
+        raise ValueError("a limit of 0 bytes leaves nothing to run with; use a size or infinity")
+    return value
+
+
+# MemoryMax / LimitMEMLOCK / a container's --memory: a size or `infinity`.
+MemoryLimit = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_limit)]
+
+
+def _check_unit_name(pattern: re.Pattern[str], kind: str) -> Any:
+    def check(name: str) -> str:
+        if not pattern.match(name):
+            raise ValueError(
+                f"{name!r} is not a {kind} name quietcore accepts: letters, digits, '_', '.', "
+                f"'-' ending in .{kind} (systemd's \\x2d escapes are not accepted)"
+            )
+        return name
+
+    return check
+
+
+ServiceName = Annotated[str, AfterValidator(_check_unit_name(_SERVICE_NAME, "service"))]
+SliceName = Annotated[str, AfterValidator(_check_unit_name(_SLICE_NAME, "slice"))]
+
+
+def _check_mem_nodes(value: str) -> str:
+    if value == "local":
+        return value
+    try:
+        nodes = parse_cpulist(value)
+    except CpuSetError as error:
+        raise ValueError(
+            f"{error}; expected 'local' (the NUMA nodes of the declared CPUs) or a node list "
+            "like '0' or '0-1'"
+        ) from None
+    if not nodes:
+        raise ValueError("empty NUMA node list")
+    return value
+
+
+MemNodes = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_mem_nodes)]
+# systemd.exec(5) NUMAPolicy=; bind, preferred and interleave use mem_nodes as NUMAMask=.
+NumaPolicy = Literal["default", "preferred", "bind", "interleave", "local"]
+POLICIES_WITH_NODES = ("preferred", "bind", "interleave")
+
+
+class UnitPlacement(Strict):
+    """What every systemd unit may get: resource-control settings, applied to its cgroup."""
+
+    cpus: CpuText | None = None  # AllowedCPUs=
+    mem_nodes: MemNodes | None = None  # AllowedMemoryNodes=; `local`: the nodes of `cpus`
+    memory_max: MemoryLimit | None = None  # MemoryMax=
+    cpu_weight: int | None = Field(default=None, ge=1, le=10000)  # CPUWeight=
+
+    @model_validator(mode="after")
+    def _local_needs_cpus(self) -> UnitPlacement:
+        if self.mem_nodes == "local" and self.cpus is None:
+            raise ValueError("mem_nodes: local means the NUMA nodes of cpus, but cpus is not set")
+        return self
+
+
+class ServiceRule(UnitPlacement):
+    """A service's placement, plus what systemd sets on its processes when it starts them."""
+
+    unit: ServiceName
+    numa_policy: NumaPolicy | None = None  # NUMAPolicy=, with NUMAMask= = mem_nodes
+    memlock: MemoryLimit | None = None  # LimitMEMLOCK=
+
+    @model_validator(mode="after")
+    def _declares_something(self) -> ServiceRule:
+        if self.numa_policy in POLICIES_WITH_NODES and self.mem_nodes is None:
+            raise ValueError(
+                f"numa_policy {self.numa_policy} needs mem_nodes (its NUMAMask): "
+                "'local' or a node list"
+            )
+        nodes = self.mem_nodes
+        if self.numa_policy == "preferred" and nodes not in (None, "local"):
+            self._one_node(nodes or "")
+        declared = (self.cpus, self.mem_nodes, self.memory_max, self.cpu_weight, self.memlock)
+        if self.numa_policy is None and all(value is None for value in declared):
+            raise ValueError(f"{self.unit}: declares nothing to set")
+        return self
+
+    @staticmethod
+    def _one_node(nodes: str) -> None:
+        if len(parse_cpulist(nodes)) > 1:
+            raise ValueError("numa_policy preferred takes one node: the kernel uses only it")
+
+
+class SliceRule(UnitPlacement):
+    """A slice's placement (`machine.slice`, `kubepods.slice`): every unit in it inherits it.
+    Slices run no process themselves, so there is no NUMA policy or memlock limit here."""
+
+    unit: SliceName
+
+    @model_validator(mode="after")
+    def _declares_something(self) -> SliceRule:
+        if all(v is None for v in (self.cpus, self.mem_nodes, self.memory_max, self.cpu_weight)):
+            raise ValueError(f"{self.unit}: declares nothing to set")
+        return self
+
+
+class Workload(Strict):
+    """A container's placement, printed as docker/podman flags by `quietcore container-args`."""
+
+    name: Annotated[str, Field(pattern=_WORKLOAD_NAME)]
+    cpus: CpuText  # --cpuset-cpus
+    mem_nodes: MemNodes = "local"  # --cpuset-mems
+    memory: MemoryLimit | None = None  # --memory
+    memlock: MemoryLimit | None = None  # --ulimit memlock
+    hugepages: HugepageSize | None = None  # a hugetlbfs mount of this page size
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_is_a_size(cls, value: str | None) -> str | None:
+        if value == INFINITY:
+            raise ValueError("memory: infinity is no limit; leave memory out instead")
+        return value
+
+
+def _unique(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"{what} {name} is listed twice")
+        seen.add(name)
+
+
 class NumaSection(Strict):
     balancing: bool | None = None
+    services: list[ServiceRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_rule_per_service(self) -> NumaSection:
+        _unique([rule.unit for rule in self.services], "service")
+        return self
 
 
 class MemorySection(Strict):
@@ -396,6 +570,14 @@ class SystemdSection(Strict):
 class ContainersSection(Strict):
     kubelet: KubeletSection | None = None
     systemd: SystemdSection | None = None
+    slices: list[SliceRule] = Field(default_factory=list)
+    workloads: list[Workload] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ContainersSection:
+        _unique([rule.unit for rule in self.slices], "slice")
+        _unique([workload.name for workload in self.workloads], "workload")
+        return self
 
 
 class JitterAccept(Strict):

@@ -1,0 +1,1 @@
+"""Running workloads on a tuned host: ``quietcore exec`` (see ``exec_command``)."""
