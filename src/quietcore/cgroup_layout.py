@@ -25,6 +25,10 @@ V1_ROOT = "/sys/fs/cgroup/cpuset"
 V1_ROOT_CPUS = f"{V1_ROOT}/cpuset.cpus"
 PARTITION_NAME = "quietcore-isolated"
 HOUSEKEEPING_NAME = "quietcore-housekeeping"
+# The partition as ``/proc/PID/cpuset`` names it, in either version.
+PARTITION_CGROUP = f"/{PARTITION_NAME}"
+# v1's cpuset for every task that is not a workload (v2 uses systemd's slices).
+V1_HOUSEKEEPING = f"{V1_ROOT}/{HOUSEKEEPING_NAME}"
 # systemd's units for everything that is not a workload: PID 1, services, logins.
 HOUSEKEEPING_SLICES = ("init.scope", "system.slice", "user.slice")
 
@@ -56,8 +60,3 @@ def root(version: CgroupVersion) -> str:
 
 def partition(version: CgroupVersion) -> str:
     return f"{root(version)}/{PARTITION_NAME}"
-
-
-def housekeeping(version: CgroupVersion) -> str:
-    """v1's cpuset for every task that is not a workload (v2 uses systemd's slices)."""
-    return f"{V1_ROOT}/{HOUSEKEEPING_NAME}"

@@ -91,11 +91,6 @@ NO_SYSTEMD_SLICE = "PID 1 is not systemd: there is no {unit} to confine"
 SHOWN_OFFENDERS = 5
 
 
-def _partition_cgroup_path() -> str:
-    """The partition as ``/proc/PID/cpuset`` names it, in either version."""
-    return f"/{cgroup_layout.PARTITION_NAME}"
-
-
 def _v2_partition_files() -> tuple[str, ...]:
     base = cgroup_layout.partition("v2")
     return tuple(f"{base}/{name}" for name in ("cpuset.cpus", "cpuset.cpus.partition"))
@@ -117,16 +112,19 @@ _OTHER_GLOBS = tuple(
 _SAFE_CGROUP = re.compile(r"^/[A-Za-z0-9_.:+@/-]+$")
 
 
+def within(cgroup: str, top: str) -> bool:
+    """Whether the cgroup path ``cgroup`` (``/a/b``) is ``top`` or below it."""
+    return cgroup == top or cgroup.startswith(top + "/")
+
+
 def other_cpusets(readings: Readings) -> dict[str, CpuSet]:
     """v1 cpusets outside quietcore's own, by path relative to the root (``/docker/abc``)."""
     found: dict[str, CpuSet] = {}
-    own = tuple(
-        f"/{name}" for name in (cgroup_layout.PARTITION_NAME, cgroup_layout.HOUSEKEEPING_NAME)
-    )
+    own = (cgroup_layout.PARTITION_CGROUP, f"/{cgroup_layout.HOUSEKEEPING_NAME}")
     for pattern in _OTHER_GLOBS:
         for path, lines in readings.glob(pattern).items():
             relative = path.removeprefix(cgroup_layout.V1_ROOT).removesuffix("/cpuset.cpus")
-            if any(relative == mine or relative.startswith(mine + "/") for mine in own):
+            if any(within(relative, mine) for mine in own):
                 continue
             if not _SAFE_CGROUP.match(relative) or "/../" in relative + "/":
                 continue
@@ -209,13 +207,10 @@ def threads(readings: Readings) -> list[Thread]:
 
 def movable_outside(found: Iterable[Thread]) -> list[Thread]:
     """The threads ``cpuset/tasks`` is about: not in the partition, not pinned by the kernel."""
-    partition = _partition_cgroup_path()
     return [
         thread
         for thread in found
-        if not thread.pinned_by_kernel
-        and thread.cpuset != partition
-        and not thread.cpuset.startswith(partition + "/")
+        if not thread.pinned_by_kernel and not within(thread.cpuset, cgroup_layout.PARTITION_CGROUP)
     ]
 
 
@@ -356,7 +351,7 @@ class CpusetKnob(KnobFamily):
                 f"{v2}/{cgroup_layout.EFFECTIVE_CPUS['v2']}",
                 *_v1_partition_files(),
                 f"{v1}/{cgroup_layout.EFFECTIVE_CPUS['v1']}",
-                f"{cgroup_layout.housekeeping('v1')}/cpuset.cpus",
+                f"{cgroup_layout.V1_HOUSEKEEPING}/cpuset.cpus",
                 f"{cgroup_layout.V1_ROOT}/cpuset.sched_load_balance",
                 SUBTREE_CONTROL,
                 *_OTHER_GLOBS,
@@ -401,9 +396,7 @@ class CpusetKnob(KnobFamily):
             return Observation(_cpus_text(effective))
         if key == HOUSEKEEPING_KEY:
             return Observation(
-                _cpus_text(
-                    readings.first_line(f"{cgroup_layout.housekeeping(version)}/cpuset.cpus")
-                )
+                _cpus_text(readings.first_line(f"{cgroup_layout.V1_HOUSEKEEPING}/cpuset.cpus"))
             )
         if key == ROOT_BALANCE_KEY:
             return Observation(
@@ -533,7 +526,7 @@ def _partition_steps(
 
 
 def _housekeeping_steps(value: str | None, topology: Topology) -> tuple[Step, ...]:
-    base = cgroup_layout.housekeeping("v1")
+    base = cgroup_layout.V1_HOUSEKEEPING
     if value is None:
         return (RemoveCgroup(base, cgroup_layout.V1_ROOT),)
     cpus = format_cpulist(step_cpus(value, HOUSEKEEPING_KEY))
@@ -573,9 +566,9 @@ def _task_steps(version: CgroupVersion, value: str | None, readings: Readings) -
     if value is None:
         return ()
     if "@" not in value:
-        join = cgroup_layout.housekeeping("v1") if version == "v1" else None
+        join = cgroup_layout.V1_HOUSEKEEPING if version == "v1" else None
         cpus = format_cpulist(step_cpus(value, TASKS_KEY))
-        return (ConfineTasks(cpus, _partition_cgroup_path(), join),)
+        return (ConfineTasks(cpus, cgroup_layout.PARTITION_CGROUP, join),)
     try:
         placement = parse_placement(value)
     except (ValueError, CpuSetError) as error:
