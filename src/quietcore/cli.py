@@ -15,6 +15,7 @@ from quietcore import __version__, lazy  # noqa: E402
 # Each command's module loads only when that command runs (see quietcore.lazy).
 COMMANDS = {
     "verify": "quietcore.verify_command:verify",
+    "baseline": "quietcore.baseline.commands:baseline",
     "topology": "quietcore.inspect_commands:topology",
     "profiles": "quietcore.inspect_commands:profiles",
     "plan": "quietcore.converge.commands:plan",

@@ -133,7 +133,35 @@ class RemoveCgroup:
         _check_cgroup_dir(self.parent, "the parent cgroup")
 
 
-Step = Write | Run | ConfineTasks | PinTasks | RemoveCgroup
+# A PCI address as sysfs names it, and a kernel driver name (``vfio-pci``, ``virtio-pci``).
+PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+DRIVER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class BindDriver:
+    """Make ``driver`` the PCI device ``address``'s driver (``None``: leave it unbound).
+
+    ``override``: bind through ``driver_override`` (a driver that matches no device by itself,
+    like vfio-pci, whose module is loaded first); otherwise clear any override and let the
+    kernel's own matching pick ``driver`` again (rollback). Unbinds from the current driver
+    only when it differs, so replaying it (the boot script) changes nothing once it holds.
+    """
+
+    address: str
+    driver: str | None
+    override: bool = False
+
+    def __post_init__(self) -> None:
+        if not PCI_ADDRESS.fullmatch(self.address):
+            raise UnsafeStepError(f"refusing PCI address {self.address!r}")
+        if self.driver is not None and not DRIVER_NAME.fullmatch(self.driver):
+            raise UnsafeStepError(f"refusing driver name {self.driver!r}")
+        if self.override and self.driver is None:
+            raise UnsafeStepError(f"refusing to override {self.address}'s driver with none")
+
+
+Step = Write | Run | ConfineTasks | PinTasks | RemoveCgroup | BindDriver
 
 
 @dataclass(frozen=True)

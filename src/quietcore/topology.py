@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from quietcore import cgroup_layout
 from quietcore.cgroup_layout import CgroupVersion
@@ -49,6 +50,17 @@ class Interface:
 
 
 @dataclass(frozen=True)
+class PciDevice:
+    address: str  # ``0000:81:00.0``, as sysfs and ``lspci -D`` write it
+    numa_node: int | None  # None when the device reports -1 (the firmware gives no proximity)
+    driver: str | None  # the bound driver's name (``virtio-pci``, ``vfio-pci``), None if unbound
+    interfaces: tuple[str, ...]  # network interfaces the device carries (its own or virtio's)
+
+
+IommuVendor = Literal["intel", "amd"]
+
+
+@dataclass(frozen=True)
 class Topology:
     online: CpuSet
     possible_count: int  # how many CPUs the kernel sizes masks for
@@ -65,6 +77,14 @@ class Topology:
     present: CpuSet = frozenset()
     cpuset_cgroup: CgroupVersion | None = None  # None: no cpuset controller to partition with
     init: str = ""  # PID 1's name: ``systemd`` owns the cgroup tree's slices
+    cpu_vendor: str = ""  # ``vendor_id`` of /proc/cpuinfo: GenuineIntel, AuthenticAMD
+    pci_devices: dict[str, PciDevice] = field(default_factory=dict)  # by address
+    iommu_units: tuple[str, ...] = ()  # /sys/class/iommu: dmar0 (VT-d), ivhd0 (AMD-Vi)
+    # ACPI tables that describe an IOMMU (DMAR, IVRS), present even while it is switched off.
+    iommu_tables: tuple[str, ...] = ()
+    # Interfaces that carry IP routes (IPv4, or an IPv6 default route): the host's management
+    # network. Binding their device to a user-space driver would cut the host off.
+    routed_interfaces: frozenset[str] = frozenset()
 
     @property
     def systemd(self) -> bool:
@@ -73,6 +93,26 @@ class Topology:
     @property
     def smt_active(self) -> bool:
         return any(len(cpu.siblings) > 1 for cpu in self.cpus.values())
+
+    @property
+    def iommu_vendor(self) -> IommuVendor | None:
+        """Whose IOMMU this host has: its registered units first (dmar* Intel VT-d, ivhd*
+        AMD-Vi), then its ACPI table, else the CPU vendor's; ``None`` when none tells."""
+        for unit in self.iommu_units:
+            if unit.startswith("dmar"):
+                return "intel"
+            if unit.startswith("ivhd"):
+                return "amd"
+        if "DMAR" in self.iommu_tables:
+            return "intel"
+        if "IVRS" in self.iommu_tables:
+            return "amd"
+        return _CPU_VENDORS.get(self.cpu_vendor)
+
+    @property
+    def has_iommu(self) -> bool:
+        """Whether the hardware has an IOMMU, enabled or not (units, or its ACPI table)."""
+        return bool(self.iommu_units or self.iommu_tables)
 
     def node_of(self, cpu: int) -> int:
         return self.cpus[cpu].node
@@ -92,6 +132,23 @@ _NODE = "/sys/devices/system/node"
 _NET = "/sys/class/net"
 _CPU_ATTRS = ("core_id", "physical_package_id", "thread_siblings_list")
 _CLOCKSOURCES = "/sys/devices/system/clocksource/clocksource0/available_clocksource"
+_CPU_VENDORS: dict[str, IommuVendor] = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}
+ROUTES_V4 = "/proc/net/route"
+ROUTES_V6 = "/proc/net/ipv6_route"
+
+# PCI devices, IOMMU units and IOMMU ACPI tables, as one fixed command: PCI paths hold ':',
+# the bundle's file separator, so they cannot be read as files; a driver is a symlink; and
+# ACPI tables are binary, so only their presence is tested.
+PCI_COMMAND = "pci-devices"
+PCI_SHELL = (
+    'for d in /sys/bus/pci/devices/*; do [ -e "$d" ] || continue;'
+    ' n=$(cat "$d/numa_node" 2>/dev/null); r=$(readlink "$d/driver" 2>/dev/null);'
+    ' printf \'pci %s node=%s driver=%s\' "${d##*/}" "${n:--1}" "${r##*/}";'
+    ' for i in "$d"/net/* "$d"/virtio*/net/*; do [ -e "$i" ] && printf \' net=%s\' "${i##*/}";'
+    " done; echo; done;"
+    ' for u in /sys/class/iommu/*; do [ -e "$u" ] && echo "iommu ${u##*/}"; done;'
+    ' for t in DMAR IVRS; do [ -e /sys/firmware/acpi/tables/$t ] && echo "acpi $t"; done; true'
+)
 
 TOPOLOGY_READS = ReadSpec(
     files=(
@@ -126,7 +183,10 @@ TOPOLOGY_READS = ReadSpec(
         cgroup_layout.V2_CONTROLLERS,
         cgroup_layout.V1_ROOT_CPUS,
         "/proc/1/comm",
-    )
+        ROUTES_V4,
+        ROUTES_V6,
+    ),
+    commands=((PCI_COMMAND, PCI_SHELL),),
 )
 
 
@@ -307,6 +367,60 @@ def _irqs(readings: Readings) -> tuple[int, ...]:
     return tuple(sorted(int(m.group(1)) for m, _ in _matches(readings, pattern)))
 
 
+# --- PCI devices, IOMMU, routes ----------------------------------------------------------------
+
+
+def _pci_device(words: list[str]) -> PciDevice:
+    """``pci 0000:81:00.0 node=1 driver=virtio-pci net=enp129s0`` (words after ``pci``)."""
+    values: dict[str, list[str]] = {}
+    for word in words[1:]:
+        name, _, value = word.partition("=")
+        values.setdefault(name, []).append(value)
+    node_text = (values.get("node") or ["-1"])[0]
+    node = int(node_text) if node_text.lstrip("-").isdigit() else -1
+    driver = (values.get("driver") or [""])[0]
+    return PciDevice(
+        address=words[0],
+        numa_node=None if node < 0 else node,
+        driver=driver or None,
+        interfaces=tuple(values.get("net", ())),
+    )
+
+
+def _pci(readings: Readings) -> tuple[dict[str, PciDevice], tuple[str, ...], tuple[str, ...]]:
+    """PCI devices by address, IOMMU unit names, IOMMU ACPI tables (``PCI_COMMAND``)."""
+    result = readings.command(PCI_COMMAND)
+    devices: dict[str, PciDevice] = {}
+    units: list[str] = []
+    tables: list[str] = []
+    for line in result.lines if result is not None else ():
+        kind, _, rest = line.partition(" ")
+        words = rest.split()
+        if kind == "pci" and words:
+            devices[words[0]] = _pci_device(words)
+        elif kind == "iommu" and words:
+            units.append(words[0])
+        elif kind == "acpi" and words:
+            tables.append(words[0])
+    return devices, tuple(units), tuple(tables)
+
+
+def _routed_interfaces(readings: Readings) -> frozenset[str]:
+    """Interfaces with an IPv4 route (``/proc/net/route``: ``Iface Destination ...``) or an
+    IPv6 default route (``/proc/net/ipv6_route``: destination ``::/0`` last word the interface,
+    not ``lo``, whose unreachable default sits there too)."""
+    names = {
+        line.split()[0]
+        for line in (readings.lines(ROUTES_V4) or ())[1:]
+        if line.split() and line.split()[0] != "Iface"
+    }
+    for line in readings.lines(ROUTES_V6) or ():
+        words = line.split()
+        if len(words) == 10 and words[0] == "0" * 32 and words[1] == "00" and words[9] != "lo":
+            names.add(words[9])
+    return frozenset(names)
+
+
 # --- Hypervisor -------------------------------------------------------------------------------
 
 # DMI vendor / product prefixes of virtual machines, after systemd's detect-virt table.
@@ -371,6 +485,7 @@ def parse_topology(readings: Readings) -> Topology:
     cpuinfo = _cpuinfo_block(readings)
     flags = frozenset((cpuinfo.get("flags") or cpuinfo.get("Features") or "").split())
     model = cpuinfo.get("model name") or cpuinfo.get("cpu model") or cpuinfo.get("cpu") or ""
+    pci_devices, iommu_units, iommu_tables = _pci(readings)
     return Topology(
         online=online,
         possible_count=max(possible, default=-1) + 1,
@@ -389,4 +504,9 @@ def parse_topology(readings: Readings) -> Topology:
             readings.first_line(cgroup_layout.V1_ROOT_CPUS),
         ),
         init=readings.first_line("/proc/1/comm") or "",
+        cpu_vendor=cpuinfo.get("vendor_id", ""),
+        pci_devices=pci_devices,
+        iommu_units=iommu_units,
+        iommu_tables=iommu_tables,
+        routed_interfaces=_routed_interfaces(readings),
     )

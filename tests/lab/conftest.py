@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 from tests.conftest import CliResult, run_cli
 
 LAB = "pytest"
-SHAPE = ("--cpus", "4", "--numa-nodes", "2", "--memory", "2G", "--nic-queues", "4")
+SHAPE = ("--cpus", "4", "--numa-nodes", "2", "--memory", "4G", "--nic-queues", "4")
 # Image build (first run only) + a TCG boot, with room to spare on a 2-CPU machine.
 UP_TIMEOUT = 1500
 
@@ -27,6 +28,28 @@ UP_TIMEOUT = 1500
 def run_lab(*args: str, timeout: float = 600) -> CliResult:
     """``quietcore lab ...`` as a subprocess."""
     return run_cli("lab", *args, timeout=timeout)
+
+
+# apply / rollback with --reboot if-needed: a TCG reboot and the verify after it.
+REBOOT_RUN_TIMEOUT = 1800
+
+
+def timed_cli(*args: str) -> CliResult:
+    """``quietcore ARGS`` allowed a reboot's time, its wall time written to stderr."""
+    started = time.monotonic()
+    result = run_cli(*args, timeout=REBOOT_RUN_TIMEOUT)
+    sys.stderr.write(f"\n[timing] quietcore {args[0]}: {time.monotonic() - started:.1f} s\n")
+    return result
+
+
+@pytest.fixture(scope="module")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh local state directory (QUIETCORE_STATE_DIR: snapshot copies, journals) for the
+    test module, so its apply and rollback never meet another module's snapshot."""
+    directory = tmp_path_factory.mktemp("quietcore-state")
+    os.environ["QUIETCORE_STATE_DIR"] = str(directory)
+    yield directory
+    os.environ.pop("QUIETCORE_STATE_DIR", None)
 
 
 def lab_ssh(name: str, script: str, timeout: float = 120) -> CliResult:

@@ -6,10 +6,8 @@ file left. The steps depend on each other, so they run in file order on one lab.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import pytest
 from tests.conftest import CliResult, run_cli
 from tests.lab.conftest import Lab
 
-pytestmark = pytest.mark.lab
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("state_dir")]
 
 PROFILE = Path(__file__).resolve().parents[2] / "examples" / "lab-isolated.yaml"
 REBOOT_RUN_TIMEOUT = 1800
@@ -33,14 +31,6 @@ OWNED_FILES = (
     "/var/lib/quietcore/backup",
     "/var/lib/quietcore/refused-writes",
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = tmp_path_factory.mktemp("quietcore-state")
-    os.environ["QUIETCORE_STATE_DIR"] = str(directory)
-    yield directory
-    os.environ.pop("QUIETCORE_STATE_DIR", None)
 
 
 def _timed(*args: str) -> tuple[CliResult, float]:

@@ -31,7 +31,7 @@ BUILTIN = Path(__file__).resolve().parents[2] / "src" / "quietcore" / "builtin_p
 # Each snapshot, and the directories its ``include=`` names are looked up in, in order.
 SNAPSHOTS: dict[str, tuple[str, ...]] = {"v2.20.0": ("v2.20.0",), "git": ("git", "v2.20.0")}
 TUNED_NAMES = ("latency-performance", "network-latency", "cpu-partitioning", "realtime")
-BUILTIN_NAMES = (*TUNED_NAMES, "trading")
+BUILTIN_NAMES = (*TUNED_NAMES, "trading", "kernel-bypass")
 # What every captured variables file that sets isolated_cores sets it to; TuneD computes it.
 ISOLATED_CORES_DEFAULT = "${f:calc_isolated_cores:1}"
 
@@ -73,6 +73,7 @@ def _two_socket_topology() -> Topology:
         hypervisor=None,
         kernel_release="6.18.0",
         present=frozenset(range(8)),
+        cpu_vendor="GenuineIntel",
     )
 
 

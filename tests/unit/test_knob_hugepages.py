@@ -8,13 +8,13 @@ from tests.bundles import load_readings
 from tests.unit.knob_hosts import context, profile, results, synthetic_host, this_vm, verdicts
 
 from quietcore.knobs.base import Setting
+from quietcore.knobs.bypass_resolve import format_size_kib
 from quietcore.knobs.hugepages import (
     DEFAULT_SIZE_KEY,
     HOST_POOLS,
     NODE_POOLS,
     HugepagesKnob,
     default_size_kib,
-    format_size_kib,
 )
 from quietcore.profile.errors import ResolveError
 from quietcore.readings import Readings

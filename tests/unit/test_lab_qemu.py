@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quietcore.lab.recipe import DATA_MAC, MGMT_MAC
+from quietcore.lab.recipe import BYPASS_MAC, DATA_MAC, MGMT_MAC
 from quietcore.lab.spec import LabSpec
 from quietcore.lab.vm import Launch, numa_args, qemu_command
 
@@ -46,7 +46,21 @@ def test_guest_boots_its_own_grub_never_a_qemu_kernel() -> None:
     for flag in ("-kernel", "-initrd", "-append"):
         assert flag not in command
     [drive] = _options(command, "-drive")
-    assert drive.startswith("file=/cache/labs/x/overlay.qcow2,if=virtio,format=qcow2")
+    assert drive.startswith("file=/cache/labs/x/overlay.qcow2,if=none,id=disk,format=qcow2")
+    assert "virtio-blk-pci,drive=disk,bus=pcie.0" in _options(command, "-device")
+
+
+def test_the_guest_has_a_vtd_iommu_and_a_bypass_nic_on_its_last_numa_node() -> None:
+    devices = _options(qemu_command(LabSpec(name="x", numa_nodes=2), _launch()), "-device")
+    assert devices[0] == "intel-iommu,intremap=off"
+    assert devices[-3:] == [
+        "pxb-pcie,id=pxb1,bus_nr=128,numa_node=1,bus=pcie.0",
+        "pcie-root-port,id=bypassport,bus=pxb1,chassis=9,slot=0",
+        f"virtio-net-pci,netdev=bypass,bus=bypassport,mac={BYPASS_MAC}",
+    ]
+    one_node = LabSpec(name="small", cpus=1, numa_nodes=1, memory_mib=512, nic_queues=1)
+    devices = _options(qemu_command(one_node, _launch()), "-device")
+    assert devices[-2] == "pcie-root-port,id=bypassport,bus=pcie.0,chassis=9,slot=0"
 
 
 def test_ssh_is_forwarded_on_loopback_only_and_the_guest_has_no_route_out() -> None:
@@ -114,5 +128,5 @@ def test_daemonized_with_pidfile_serial_log_and_no_display() -> None:
 def test_commas_in_paths_are_escaped_for_qemu() -> None:
     command = qemu_command(LabSpec(name="x"), _launch(directory=Path("/odd,dir")))
     [drive] = _options(command, "-drive")
-    assert drive.startswith("file=/odd,,dir/overlay.qcow2,if=virtio")
+    assert drive.startswith("file=/odd,,dir/overlay.qcow2,if=none")
     assert _options(command, "-serial") == ["file:/odd,,dir/console.log"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 import psutil
 import pytest
@@ -105,6 +106,26 @@ def test_live_host_agrees_with_psutil_and_os() -> None:
     assert set(topology.interfaces) == set(psutil.net_if_stats())
     assert topology.kernel_release == os.uname().release
     assert set().union(*(node.cpus for node in topology.nodes.values())) == topology.online
+    # Every PCI device sysfs lists, with the node it reports (-1: unknown).
+    addresses = sorted(os.listdir("/sys/bus/pci/devices"))
+    assert sorted(topology.pci_devices) == addresses
+    for address, device in topology.pci_devices.items():
+        node_file = Path(f"/sys/bus/pci/devices/{address}/numa_node")
+        if node_file.exists():
+            node = int(node_file.read_text())
+            assert device.numa_node == (None if node < 0 else node)
+
+
+def test_a_capture_without_the_pci_listing_has_no_devices_and_the_cpu_vendor(
+    captured: Readings,
+) -> None:
+    # Captured before the pci-devices command existed: no devices, no IOMMU unit, no routes;
+    # the IOMMU vendor falls back to the CPU's.
+    topology = parse_topology(captured)
+    assert topology.pci_devices == {} and topology.iommu_units == ()
+    assert topology.routed_interfaces == frozenset()
+    assert topology.cpu_vendor == "AuthenticAMD" and topology.iommu_vendor == "amd"
+    assert not topology.has_iommu
 
 
 # --- Pieces missing (the capture with files removed) ------------------------------------------

@@ -321,7 +321,7 @@ def check_key(key: str, saved: SavedKey, readings: Readings, topology: Topology)
         return RollbackCheck(key, saved, seen.actual, True, seen.reason)
     if saved.before is None or seen.actual is None:
         return RollbackCheck(key, saved, seen.actual, saved.before == seen.actual, seen.reason)
-    restored = knob.matches(_snapshot_setting(key, saved), seen.actual)
+    restored = knob.restored(_snapshot_setting(key, saved), seen.actual)
     return RollbackCheck(key, saved, seen.actual, restored, seen.reason)
 
 

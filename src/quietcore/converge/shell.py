@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from quietcore.steps import (
     REFUSED_WRITES,
+    BindDriver,
     ConfineTasks,
     ManagedFile,
     PinTasks,
@@ -83,6 +84,27 @@ qc_rmcgroup() {
     while read -r p; do { echo "$p" > "$2/cgroup.procs"; } 2>/dev/null; done < "$1/cgroup.procs"
     rmdir "$1" || qc_fail "could not remove cgroup $1 (tasks left: $(wc -l < "$1/cgroup.procs"))"
 }
+# PCI driver binding (knobs/vfio.py). $1 address, $2 the driver it must end up with (empty:
+# none), $3 1 = bind through driver_override (loading the driver's module first), 0 = clear the
+# override and let the kernel's matching pick the driver. Idempotent: no unbind when it holds.
+qc_bind() {
+    qc_d=/sys/bus/pci/devices/$1
+    [ -d "$qc_d" ] || { qc_fail "no PCI device $1"; return; }
+    qc_now=$(readlink "$qc_d/driver" 2>/dev/null); qc_now=${qc_now##*/}
+    if [ "$3" = 1 ]; then
+        [ -d "/sys/bus/pci/drivers/$2" ] || modprobe "$2" || { qc_fail "no driver $2"; return; }
+        printf '%s\n' "$2" > "$qc_d/driver_override" ||
+            { qc_fail "could not set the driver override of $1"; return; }
+    else
+        printf '\n' > "$qc_d/driver_override" 2>/dev/null || :
+    fi
+    if [ "$qc_now" != "$2" ]; then
+        [ -z "$qc_now" ] || echo "$1" > "$qc_d/driver/unbind" || qc_fail "could not unbind $1"
+        [ -z "$2" ] || echo "$1" > /sys/bus/pci/drivers_probe 2>/dev/null || :
+    fi
+    qc_now=$(readlink "$qc_d/driver" 2>/dev/null); qc_now=${qc_now##*/}
+    [ "$qc_now" = "$2" ] || qc_fail "$1 has driver '${qc_now:-none}', not '${2:-none}'"
+}
 qc_record() {
     mkdir -p "${1%/*}" || qc_fail "could not create ${1%/*}"
     r=ok
@@ -108,6 +130,9 @@ def step_line(step: Step) -> str:
         return f"qc_pin {quote_all((step.cpus, *(str(tid) for tid in step.tids)))}"
     if isinstance(step, RemoveCgroup):
         return f"qc_rmcgroup {quote_all((step.path, step.parent))}"
+    if isinstance(step, BindDriver):
+        override = "1" if step.override else "0"
+        return f"qc_bind {quote_all((step.address, step.driver or '', override))}"
     runner = "qc_systemd" if step.systemd_only else "qc_run"
     return f"{runner} {quote_all(step.argv)}"
 

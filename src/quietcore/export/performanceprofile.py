@@ -62,7 +62,7 @@ def _hugepages(profile: Profile) -> dict[str, Any] | None:
         hugepages["defaultHugepagesSize"] = section.default_size
     if section.pages:
         hugepages["pages"] = [
-            {"size": pool.size, "count": pool.count}
+            {"size": pool.size, "count": pool.pages}
             | ({} if pool.node is None else {"node": pool.node})
             for pool in section.pages
         ]

@@ -96,7 +96,7 @@ def _hugepage_paths(profile: Profile) -> Iterator[tuple[str, str]]:
             path = (
                 f"/sys/devices/system/node/node{pool.node}/hugepages/hugepages-{kib}kB/nr_hugepages"
             )
-        yield path, str(pool.count)
+        yield path, str(pool.pages)
 
 
 def _steering_paths(rule: InterfaceRule, index: int, cpus: CpuSets) -> Iterator[tuple[str, str]]:

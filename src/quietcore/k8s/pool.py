@@ -170,9 +170,9 @@ def pool_values(
     settings = tuple(resolve(loaded, topology))
     cpus = plan_cpus(profile, topology)
     hugepages = tuple(
-        Hugepages(hugepage_resource(pool.size), size_kib(pool.size), pool.count, pool.node)
+        Hugepages(hugepage_resource(pool.size), size_kib(pool.size), pool.pages, pool.node)
         for pool in profile.hugepages.pages
-        if pool.count > 0
+        if pool.pages > 0
     )
     return PoolValues(
         pool=pool,

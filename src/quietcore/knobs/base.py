@@ -125,6 +125,12 @@ class KnobFamily(ABC):
     def matches(self, setting: Setting, actual: str) -> bool:
         return setting.desired == actual
 
+    def restored(self, setting: Setting, actual: str) -> bool:
+        """Whether ``actual`` is the snapshot's value (``setting.desired``) again: rollback's
+        comparison. The same as ``matches`` unless the family accepts more than one value as
+        declared (IRQ affinity accepts a part of the declared CPUs; a rollback wants them all)."""
+        return self.matches(setting, actual)
+
     def steps_to_set(
         self, key: str, value: str | None, readings: Readings, topology: Topology
     ) -> tuple[Step, ...]:

@@ -2,7 +2,10 @@
 
 Keys ``cmdline/<argument name>`` hold whole arguments (``skew_tick=1``, ``nosoftlockup``,
 ``isolcpus=managed_irq,domain,2-7``): the profile's ``kernel.cmdline`` entries, the isolation
-arguments derived from ``cpu.isolation`` and the isolated CPUs, and ``default_hugepagesz``.
+arguments derived from ``cpu.isolation`` and the isolated CPUs, ``default_hugepagesz``, the
+boot-time hugepage pools (``hugepagesz=1G hugepages=1:1``, see ``bypass_resolve``) and, for
+``bypass.iommu: passthrough``, ``iommu=pt`` with the vendor's switch (``intel_iommu=on`` or
+``amd_iommu=on``, from the host's IOMMU units, else its CPU vendor).
 The actual value is the argument's last occurrence in ``/proc/cmdline``, because that is the
 one the kernel applies. An argument on the command line proves nothing by itself, so the
 effect is checked too: ``isolation/isolated`` against ``/sys/devices/system/cpu/isolated`` and
@@ -33,6 +36,7 @@ from quietcore.knobs.base import (
     Setting,
     cpuset_observation,
 )
+from quietcore.knobs.bypass_resolve import boot_arguments
 from quietcore.knobs.node_check import ArgumentValue, NodeCheck
 from quietcore.profile.cpuset import CpuSet, format_cpulist, parse_cpulist
 from quietcore.profile.errors import ResolveError
@@ -50,7 +54,12 @@ CPU_NOHZ_FULL = "/sys/devices/system/cpu/nohz_full"
 RUNTIME_METHOD = "cpuset"
 CPULIST_ARGUMENTS = frozenset({"nohz_full", "rcu_nocbs", "irqaffinity", "kthread_cpus"})
 # Arguments whose value is a size: ``default_hugepagesz=1G`` equals ``=1024M``.
-SIZE_ARGUMENTS = frozenset({"default_hugepagesz"})
+SIZE_ARGUMENTS = frozenset({"default_hugepagesz", "hugepagesz"})
+# ``hugepages=`` counts pages of the ``hugepagesz=`` before it: the drop-in keeps that order.
+_FOLLOWS = {"hugepages": "hugepagesz"}
+# The argument that switches each vendor's IOMMU on (Debian's default, not every distro's).
+IOMMU_SWITCH = {"intel": "intel_iommu=on", "amd": "amd_iommu=on"}
+IOMMU_FIELD = "bypass.iommu"
 # isolcpus without flags means ``domain`` (kernel/sched/isolation.c).
 DEFAULT_ISOLCPUS_FLAGS = frozenset({"domain"})
 
@@ -227,7 +236,32 @@ def _declares_arguments(profile: Profile) -> bool:
         or profile.cpu.isolation
         or profile.hugepages.default_size
         or profile.irq.affinity
+        or profile.bypass.iommu
+        or profile.bypass.hugepages
+        or any(pool.boot for pool in profile.hugepages.pages)
     )
+
+
+def iommu_arguments(ctx: ResolveContext) -> list[tuple[str, str]]:
+    """``iommu=pt`` and the vendor's switch for ``bypass.iommu: passthrough``: DMA of host
+    drivers stays identity-mapped (no IOTLB cost) while vfio still isolates bound devices."""
+    if ctx.profile.bypass.iommu is None:
+        return []
+    vendor = ctx.topology.iommu_vendor
+    if vendor is None:
+        raise ResolveError(
+            IOMMU_FIELD,
+            f"cannot tell whose IOMMU this host has (no /sys/class/iommu unit, no ACPI DMAR or "
+            f"IVRS table, CPU vendor {ctx.topology.cpu_vendor or 'unknown'!r}); add the "
+            "switch for it to kernel.cmdline and drop bypass.iommu",
+        )
+    return [("iommu=pt", IOMMU_FIELD), (IOMMU_SWITCH[vendor], IOMMU_FIELD)]
+
+
+def _drop_in_order(setting: Setting) -> str:
+    name = argument_name(setting.desired)
+    follows = _FOLLOWS.get(name)
+    return f"cmdline/{follows}\x01" if follows else setting.key
 
 
 def declared_arguments(
@@ -278,7 +312,9 @@ class CmdlineKnob(KnobFamily):
         by_name: dict[str, Setting] = {}
         spec = ctx.profile.irq.affinity
         irq_cpus = None if spec is None else ctx.cpuset(spec)
-        for argument, field in declared_arguments(ctx.profile, ctx.cpus.isolated, irq_cpus):
+        declared = declared_arguments(ctx.profile, ctx.cpus.isolated, irq_cpus)
+        bypass = [*iommu_arguments(ctx), *boot_arguments(ctx)]
+        for argument, field in [*declared, *bypass]:
             name = argument_name(argument)
             earlier = by_name.get(name)
             if earlier is not None and earlier.desired != argument:
@@ -339,7 +375,7 @@ class CmdlineKnob(KnobFamily):
     ) -> tuple[ManagedFile, ...]:
         arguments = sorted(
             (s for s in settings if s.key.startswith("cmdline/") and not s.effect),
-            key=lambda s: s.key,
+            key=_drop_in_order,
         )
         if not arguments or boot_loader(readings) != "grub":
             return ()

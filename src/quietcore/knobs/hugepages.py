@@ -8,6 +8,12 @@ Keys: ``hugepages/node<N>/<size>kB`` (``/sys/devices/system/node/nodeN/hugepages
 Converging writes a pool's count into its ``nr_hugepages`` file; the kernel forgets runtime
 pools at reboot, so the boot script writes them again. ``default_size`` is an effect: the
 cmdline family sets ``default_hugepagesz=``, this key only proves it took.
+
+Boot-time pools (``boot: true``, and the per-node pools ``bypass.hugepages`` derives on the
+NUMA nodes local to the bypass devices, see ``bypass_resolve``) have the same keys but are
+reboot-time: the cmdline family allocates them with ``hugepagesz=`` / ``hugepages=``, where
+1G pages still find contiguous memory. The runtime write is tried as well (harmless: the kernel
+allocates what it can, and a count it already has is no change).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import re
 from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
+from quietcore.knobs.bypass_resolve import format_size_kib, pools
 from quietcore.knobs.node_check import Need, NodeCheck
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.schema import Profile, size_kib
@@ -44,14 +51,6 @@ def node_pool_path(node: int, kib: int) -> str:
 
 def pool_key(kib: int, node: int | None) -> str:
     return f"hugepages/{kib}kB" if node is None else f"hugepages/node{node}/{kib}kB"
-
-
-def format_size_kib(kib: int) -> str:
-    """1048576 -> ``1G``, 2048 -> ``2M``, 64 -> ``64K``: the largest exact unit."""
-    for unit, factor in (("G", 1024 * 1024), ("M", 1024)):
-        if kib % factor == 0:
-            return f"{kib // factor}{unit}"
-    return f"{kib}K"
 
 
 def default_size_kib(meminfo: Iterable[str]) -> int | None:
@@ -83,8 +82,9 @@ class HugepagesKnob(KnobFamily):
 
     def reads(self, profile: Profile) -> ReadSpec:
         section = profile.hugepages
-        files = [HOST_POOLS] if section.pages else []
-        if any(pool.node is not None for pool in section.pages):
+        derived = profile.bypass.hugepages is not None
+        files = [HOST_POOLS] if section.pages or derived else []
+        if derived or any(pool.node is not None for pool in section.pages):
             files.append(NODE_POOLS)
         if section.default_size is not None:
             files.append(MEMINFO)
@@ -94,19 +94,19 @@ class HugepagesKnob(KnobFamily):
         # Sizes, nodes and memory are checked by resolve before any family runs.
 
         section = ctx.profile.hugepages
-        host_wide = {size_kib(pool.size) for pool in section.pages if pool.node is None}
-        for index, pool in enumerate(section.pages):
-            field, kib = f"hugepages.pages.{index}", size_kib(pool.size)
-            if pool.node is not None and kib in host_wide:
+        every = pools(ctx)
+        host_wide = {pool.kib for pool in every if pool.node is None}
+        for pool in every:
+            if pool.node is not None and pool.kib in host_wide:
                 # Writing the host-wide count redistributes pages over the nodes, so the two
                 # declarations would undo each other.
                 raise ResolveError(
-                    field,
-                    f"{pool.size} pages are declared both for node {pool.node} and for the "
-                    "whole host; declare either per-node pools or one host-wide count",
+                    pool.origin,
+                    f"{format_size_kib(pool.kib)} pages are declared both for node {pool.node} "
+                    "and for the whole host; declare either per-node pools or one host-wide count",
                 )
-            key = pool_key(kib, pool.node)
-            yield ctx.setting(self.name, key, str(pool.count), f"{field}.count")
+            key = pool_key(pool.kib, pool.node)
+            yield ctx.setting(self.name, key, str(pool.pages), pool.count_field, reboot=pool.boot)
         if section.default_size is not None:
             size = format_size_kib(size_kib(section.default_size))
             yield ctx.setting(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from quietcore.knobs.base import KnobFamily
+from quietcore.knobs.bypass import BypassKnob
+from quietcore.knobs.clock import ClockKnob
 from quietcore.knobs.cmdline import CmdlineKnob
 from quietcore.knobs.cpu import CpuKnob
 from quietcore.knobs.cpuset import CpusetKnob
 from quietcore.knobs.hugepages import HugepagesKnob
+from quietcore.knobs.iommu import IommuKnob
 from quietcore.knobs.irq import IrqKnob
 from quietcore.knobs.irqbalance import IrqbalanceKnob
 from quietcore.knobs.kubelet import KubeletKnob
@@ -15,6 +18,7 @@ from quietcore.knobs.nic import NicKnob
 from quietcore.knobs.sysctl import SysctlKnob
 from quietcore.knobs.systemd import SystemdKnob
 from quietcore.knobs.units import UnitsKnob
+from quietcore.knobs.vfio import VfioKnob
 from quietcore.knobs.vm import VmKnob
 from quietcore.knobs.workqueue import WorkqueueKnob
 
@@ -30,9 +34,13 @@ FAMILIES: tuple[KnobFamily, ...] = (
     CpuKnob(),
     CpusetKnob(),
     NicKnob(),
+    IommuKnob(),
+    VfioKnob(),
+    BypassKnob(),
     SystemdKnob(),
     UnitsKnob(),
     KubeletKnob(),
+    ClockKnob(),
 )
 
 

@@ -20,6 +20,8 @@ HOSTNAME = "quietcore-lab"
 # apart by MAC address, whatever names udev gives them.
 MGMT_MAC = "52:54:00:51:c0:01"
 DATA_MAC = "52:54:00:51:c0:02"
+# The kernel-bypass NIC (bound to vfio-pci by tests): no network file, networkd leaves it alone.
+BYPASS_MAC = "52:54:00:51:c0:03"
 
 # minbase + what the lab and later issues need; debootstrap follows Depends only, so udev,
 # kmod, dbus and procps are named.
@@ -88,6 +90,38 @@ IPv6AcceptRA=no
 ConfigureWithoutCarrier=yes
 """
 
+# The lab has no route out, so chrony's pool never answers and chrony never synchronises. A
+# second chronyd serves NTP on loopback from the guest's own free-running clock (``local``:
+# always a reference; ``-x``: it never steers the clock), and the system chronyd takes it as its
+# only source: a real NTP exchange, so the clock checks see chrony synchronised on the lab.
+NTP_SERVER_PORT = 11123
+NTP_SERVER_UNIT = "qc-ntp-server.service"
+NTP_SERVER_CONF = f"""\
+# quietcore lab: a free-running NTP server on loopback, the system chronyd's only source.
+local stratum 8
+allow 127.0.0.1
+bindaddress 127.0.0.1
+port {NTP_SERVER_PORT}
+# No command access at all (UDP port or Unix socket): chronyc talks to the system chronyd only.
+cmdport 0
+bindcmdaddress /
+pidfile /run/qc-ntp-server/chronyd.pid
+"""
+NTP_SERVER_SERVICE = """\
+[Unit]
+Description=quietcore lab: free-running NTP server on loopback for chrony
+Before=chrony.service
+
+[Service]
+RuntimeDirectory=qc-ntp-server
+ExecStart=/usr/sbin/chronyd -d -x -u root -f /etc/chrony/qc-ntp-server.conf
+
+[Install]
+WantedBy=multi-user.target
+"""
+# Short polls (1/16 s to 1/4 s) so chrony synchronises within seconds of boot or a restart.
+CHRONY_SOURCE = f"server 127.0.0.1 port {NTP_SERVER_PORT} iburst minpoll -4 maxpoll -2\n"
+
 FILES: dict[str, str] = {
     "/etc/default/grub": GRUB_DEFAULT,
     "/etc/ssh/sshd_config.d/quietcore.conf": SSHD_CONFIG,
@@ -96,11 +130,17 @@ FILES: dict[str, str] = {
     "/etc/hostname": f"{HOSTNAME}\n",
     "/etc/hosts": f"127.0.0.1 localhost\n127.0.1.1 {HOSTNAME}\n",
     "/etc/fstab": f"LABEL={ROOT_LABEL} / ext4 errors=remount-ro 0 1\n",
+    "/etc/chrony/qc-ntp-server.conf": NTP_SERVER_CONF,
+    f"/etc/systemd/system/{NTP_SERVER_UNIT}": NTP_SERVER_SERVICE,
+    "/etc/chrony/sources.d/qc-lab.sources": CHRONY_SOURCE,
 }
 
 # Run inside the chroot after the files are written (argv lists, no shell).
 CHROOT_COMMANDS: tuple[tuple[str, ...], ...] = (
     ("systemctl", "enable", "systemd-networkd.service"),
+    # chrony keeps Debian's configuration except the unreachable pool (see CHRONY_SOURCE).
+    ("sed", "-i", "s/^pool /#pool /", "/etc/chrony/chrony.conf"),
+    ("systemctl", "enable", NTP_SERVER_UNIT),
     # Nothing in the lab should wake up on its own and take the apt lock or CPU time.
     ("systemctl", "mask", "apt-daily.timer", "apt-daily-upgrade.timer"),
     ("passwd", "--lock", "root"),

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from quietcore.lab.recipe import DATA_MAC, MGMT_MAC
+from quietcore.lab.recipe import BYPASS_MAC, DATA_MAC, MGMT_MAC
 from quietcore.lab.spec import Accel, LabError, LabSpec
 from quietcore.lab.tools import which
 
@@ -60,6 +60,23 @@ def numa_args(spec: LabSpec) -> list[str]:
     return args
 
 
+def bypass_nic_args(spec: LabSpec) -> list[str]:
+    """A NIC for kernel-bypass tests (bound to vfio-pci and back), behind a PCIe expander bridge
+    on the last NUMA node, so its NUMA locality differs from node 0's. Its network goes nowhere."""
+    node = spec.numa_nodes - 1
+    bridge = [f"pxb-pcie,id=pxb{node},bus_nr=128,numa_node={node},bus=pcie.0"] if node else []
+    bus = f"pxb{node}" if node else "pcie.0"
+    return [
+        "-netdev",
+        "user,id=bypass,restrict=on",
+        *(arg for device in bridge for arg in ("-device", device)),
+        "-device",
+        f"pcie-root-port,id=bypassport,bus={bus},chassis=9,slot=0",
+        "-device",
+        f"virtio-net-pci,netdev=bypass,bus=bypassport,mac={BYPASS_MAC}",
+    ]
+
+
 def qemu_command(spec: LabSpec, launch: Launch, qemu: str = QEMU) -> list[str]:
     """The full qemu argv for a lab. No ``-kernel``/``-append``: the guest boots with GRUB
     from its own disk, so command-line changes made inside it survive a reboot."""
@@ -73,6 +90,10 @@ def qemu_command(spec: LabSpec, launch: Launch, qemu: str = QEMU) -> list[str]:
         "-no-user-config",
         "-machine",
         "q35",
+        # A VT-d IOMMU (the guest enables it with intel_iommu=on): what vfio-pci needs to bind a
+        # device, and what the kernel-bypass readiness checks read back.
+        "-device",
+        "intel-iommu,intremap=off",
         "-accel",
         accel,
         "-cpu",
@@ -84,7 +105,10 @@ def qemu_command(spec: LabSpec, launch: Launch, qemu: str = QEMU) -> list[str]:
         f"{spec.memory_mib}M",
         *numa_args(spec),
         "-drive",
-        f"file={_escape(launch.disk)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        f"file={_escape(launch.disk)},if=none,id=disk,format=qcow2,cache=unsafe,discard=unmap",
+        # On the root bus by name: qemu would put a bus-less device behind the expander bridge.
+        "-device",
+        "virtio-blk-pci,drive=disk,bus=pcie.0",
         # Management NIC: user-mode network, no route out (restrict=on), SSH on loopback only.
         "-netdev",
         f"user,id=mgmt,restrict=on,hostfwd=tcp:127.0.0.1:{launch.ssh_port}-:22",
@@ -98,6 +122,7 @@ def qemu_command(spec: LabSpec, launch: Launch, qemu: str = QEMU) -> list[str]:
         f"virtio-net-pci,netdev=data,mq=on,vectors={2 * queues + 2},mac={DATA_MAC}",
         "-device",
         "virtio-rng-pci",
+        *bypass_nic_args(spec),
         "-display",
         "none",
         "-serial",

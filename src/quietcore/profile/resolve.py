@@ -87,7 +87,7 @@ def _check_hugepages(section: HugepagesSection, topology: Topology) -> None:
             raise ResolveError(
                 f"{field}.node", f"this host has no NUMA node {pool.node} (its nodes: {nodes})"
             )
-        kib = size_kib(pool.size) * pool.count
+        kib = size_kib(pool.size) * pool.pages
         scopes: list[tuple[int | None, int, str]] = [(None, host_kib, "the host")]
         if pool.node is not None:
             node_kib = topology.nodes[pool.node].mem_total_kib

@@ -239,10 +239,50 @@ class IrqSection(Strict):
     irqbalance: Literal["ban-isolated", "disabled"] | None = None
 
 
+def _check_memory_size(value: str) -> str:
+    if size_kib(value) == 0:
+        raise ValueError("a size of 0 covers nothing")
+    return value
+
+
+# An amount of memory (``8G``, ``512M``): what a hugepage pool must hold.
+MemorySize = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_check_memory_size)]
+
+
+def pages_to_cover(cover: str, headroom_pct: int, page: str) -> int:
+    """How many pages of size ``page`` hold ``cover`` plus ``headroom_pct`` percent: the count
+    a pool declared by ``cover`` gets (rounded up: a short pool makes the application fall
+    back to normal pages, or fail to start with ``huge_pages = on``)."""
+    need_kib = size_kib(cover) * (100 + headroom_pct)
+    page_kib = size_kib(page) * 100
+    return -(-need_kib // page_kib)
+
+
 class HugepagePool(Strict):
+    """A pool of ``count`` pages, or of enough pages to hold ``cover`` (+ ``headroom_pct``).
+    ``boot``: allocated by the kernel at boot (``hugepagesz=`` / ``hugepages=``), where large
+    pages still find contiguous memory; 1G pages rarely can be allocated later."""
+
     size: HugepageSize
-    count: int = Field(ge=0, le=1_000_000)
+    count: int | None = Field(default=None, ge=0, le=1_000_000)
+    cover: MemorySize | None = None
+    headroom_pct: int = Field(default=0, ge=0, le=100)
     node: int | None = Field(default=None, ge=0, le=1023)
+    boot: bool = False
+
+    @model_validator(mode="after")
+    def _count_or_cover(self) -> HugepagePool:
+        if (self.count is None) == (self.cover is None):
+            raise ValueError("declare either count (pages) or cover (memory to hold, e.g. 8G)")
+        if self.headroom_pct and self.cover is None:
+            raise ValueError("headroom_pct adds to cover; with count, count the pages yourself")
+        return self
+
+    @property
+    def pages(self) -> int:
+        if self.count is not None:
+            return self.count
+        return pages_to_cover(self.cover or "0K", self.headroom_pct, self.size)
 
 
 class HugepagesSection(Strict):
@@ -257,6 +297,12 @@ class HugepagesSection(Strict):
             if ident in seen:
                 raise ValueError(f"hugepages of size {pool.size} on node {pool.node} listed twice")
             seen.add(ident)
+        boot_sizes = {size_kib(pool.size) for pool in self.pages if pool.boot}
+        if len(boot_sizes) > 1:
+            raise ValueError(
+                "boot-time pools (boot: true) may use one page size: the kernel command line "
+                "quietcore writes carries one hugepagesz= / hugepages= pair"
+            )
         return self
 
 
@@ -488,6 +534,49 @@ class NetworkSection(Strict):
     interfaces: list[InterfaceRule] = Field(default_factory=list)
 
 
+# --- Kernel bypass (DPDK, Onload ef_vi, VPP): readiness of IOMMU, vfio-pci, hugepages, NUMA -
+
+_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
+
+
+def _check_pci_address(value: str) -> str:
+    if not _PCI_ADDRESS.match(value):
+        raise ValueError(
+            f"{value!r} is not a PCI address as lspci -D and sysfs write it: "
+            "domain:bus:device.function in lower-case hex, e.g. 0000:81:00.0"
+        )
+    return value
+
+
+PciAddress = Annotated[str, AfterValidator(_check_pci_address)]
+
+
+class BypassHugepages(Strict):
+    """Hugepages for the poll-mode application, on every NUMA node local to a listed device
+    (without devices: every node of ``poll_cpus``), allocated at boot."""
+
+    size: HugepageSize = "1G"
+    per_node: int = Field(default=1, ge=1, le=4096)
+
+
+class BypassSection(Strict):
+    # passthrough: the IOMMU on (the vendor argument, intel_iommu=on or amd_iommu=on) with
+    # identity-mapped DMA for host drivers (iommu=pt); vfio still isolates bound devices.
+    iommu: Literal["passthrough"] | None = None
+    driver: Literal["vfio-pci"] = "vfio-pci"
+    # Bound to ``driver`` by PCI address (runtime and at every boot); rollback rebinds the
+    # driver each had.
+    devices: list[PciAddress] = Field(default_factory=list)
+    # Where the poll-mode threads run: each device's NUMA node must hold one of these CPUs.
+    poll_cpus: CpuText | None = None
+    hugepages: BypassHugepages | None = None
+
+    @model_validator(mode="after")
+    def _unique_devices(self) -> BypassSection:
+        _unique(self.devices, "PCI device")
+        return self
+
+
 class Watchdogs(Strict):
     nmi: bool | None = None
     soft: bool | None = None
@@ -563,8 +652,14 @@ class KubeletSection(Strict):
         return self
 
 
+FileLimit = Annotated[int, Field(ge=1024, le=1 << 30)] | Literal["infinity"]
+
+
 class SystemdSection(Strict):
     cpu_affinity: CpuText | None = None
+    # DefaultLimitNOFILE= of the service manager: the open-file limit every service starts with
+    # (a number, or `infinity`), for hosts that hold many connections.
+    default_limit_nofile: FileLimit | None = None
 
 
 class ContainersSection(Strict):
@@ -589,15 +684,45 @@ class JitterAccept(Strict):
     interrupted_pct: float | None = Field(default=None, ge=0, le=100)
 
 
+class JitterRegression(Strict):
+    """How much worse than a saved baseline (``verify --against``) a CPU may measure, in
+    percent of the baseline's value, before the verify fails naming the percentile."""
+
+    p50_pct: float | None = Field(default=None, ge=0)
+    p99_pct: float | None = Field(default=None, ge=0)
+    p99_9_pct: float | None = Field(default=None, ge=0)
+    p99_99_pct: float | None = Field(default=None, ge=0)
+    max_pct: float | None = Field(default=None, ge=0)
+
+
 class JitterSection(Strict):
     cpus: CpuText = "isolated"
     duration: Duration = "60s"
     threshold_us: float = Field(default=5.0, gt=0, le=1_000_000)
     accept: JitterAccept = Field(default_factory=JitterAccept)
+    regression: JitterRegression = Field(default_factory=JitterRegression)
+
+
+ClockDaemon = Literal["chrony", "ptp4l", "phc2sys"]
+
+
+class ClockSection(Strict):
+    """Clock health: the clocksource, and the sync state and offset of the time daemons that
+    run. A daemon that does not run is ``unsupported`` unless ``require`` names it."""
+
+    clocksource: Literal["tsc"] | None = "tsc"
+    max_offset_us: float | None = Field(default=None, gt=0)
+    require: list[ClockDaemon] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_daemons(self) -> ClockSection:
+        _unique(list(self.require), "clock daemon")
+        return self
 
 
 class VerifySection(Strict):
     jitter: JitterSection | None = None
+    clock: ClockSection | None = None
 
 
 _PROFILE_NAME = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
@@ -616,5 +741,6 @@ class Profile(Strict):
     memory: MemorySection = Field(default_factory=MemorySection)
     network: NetworkSection = Field(default_factory=NetworkSection)
     kernel: KernelSection = Field(default_factory=KernelSection)
+    bypass: BypassSection = Field(default_factory=BypassSection)
     containers: ContainersSection = Field(default_factory=ContainersSection)
     verify: VerifySection = Field(default_factory=VerifySection)

@@ -11,7 +11,7 @@ and tests can read it with an XML parser. Pure.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -26,6 +26,8 @@ from quietcore.report.document import (
     jitter_hosts,
     shown,
 )
+from quietcore.report.html_against import against_host, against_summary
+from quietcore.report.html_parts import NONE, badge, cell, error_box, fact_list, table, tile
 from quietcore.report.jitter_json import hosts_from_document
 from quietcore.report.jitter_plot import histogram_svg, timeline_svg
 from quietcore.report.jitter_view import span
@@ -34,7 +36,6 @@ from quietcore.report.jitter_view import span
 SECTION_ORDER = ("unreachable", "refused", "drift", "ok")
 SETTING_ORDER = ("drift", "missing", "unsupported", "immovable", "ok")
 JITTER_STATUSES = ("pass", "fail", "measured", "unreachable", "refused", "failed")
-NONE = "\u2013"  # an en dash: nothing to show
 
 CSS = """
 :root { color-scheme: light; --ink: #1f2328; --muted: #59636e; --line: #d1d9e0;
@@ -88,6 +89,7 @@ summary { cursor: pointer; color: var(--accent); }
 figure { margin: 14px 0 0; }
 figure svg { display: block; max-width: 100%; height: auto; border: 1px solid var(--line);
   border-radius: 6px; margin: 0 0 10px; }
+ul.failures { margin: 6px 0 10px; padding-left: 22px; color: #a40e26; }
 footer { color: var(--muted); font-size: 13px; text-align: center; margin-top: 28px; }
 """
 
@@ -104,6 +106,7 @@ PALETTE = {
     "unsupported": ("#7d4e00", "#fff8c5", "#e5cf7a"),
     "immovable": ("#0b6a7a", "#e3f6f8", "#9fd3db"),
     "measured": ("#3d4752", "#eef1f4", "#c8d0d8"),
+    "not_compared": ("#6e2ba8", "#f5ecff", "#cfb2f0"),
 }
 
 
@@ -115,68 +118,6 @@ def _palette_css() -> str:
         )
         rules.append(f".host-{status} {{ border-left-color: {text}; }}")
     return "\n".join(rules)
-
-
-def _badge(status: str) -> str:
-    return f'<span class="badge s-{escape(status)}">{escape(status)}</span>'
-
-
-def _rows(rows: Iterable[Sequence[str]]) -> str:
-    return "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
-
-
-def _table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[str]],
-    *,
-    numeric: int = 0,
-    widths: Sequence[int] = (),
-) -> str:
-    """``numeric``: how many trailing columns hold numbers (right-aligned); ``widths``: fixed
-    column widths in percent, so long keys and values wrap instead of squeezing a column."""
-    first = len(headers) - numeric
-    head = "".join(
-        f'<th class="num">{escape(header)}</th>' if index >= first else f"<th>{escape(header)}</th>"
-        for index, header in enumerate(headers)
-    )
-    columns = ""
-    if widths:
-        columns = (
-            "<colgroup>"
-            + "".join(f'<col style="width:{width}%"/>' for width in widths)
-            + "</colgroup>"
-        )
-    css_class = ' class="fixed"' if widths else ""
-    return (
-        f"<table{css_class}>{columns}<thead><tr>{head}</tr></thead>"
-        f"<tbody>{_rows(rows)}</tbody></table>"
-    )
-
-
-def _cell(text: str, css_class: str = "") -> str:
-    attribute = f' class="{css_class}"' if css_class else ""
-    return f"<td{attribute}>{escape(text)}</td>"
-
-
-def _facts(items: Iterable[tuple[str, str]]) -> str:
-    pairs = "".join(f"<dt>{escape(name)}</dt><dd>{value}</dd>" for name, value in items)
-    return f'<dl class="facts">{pairs}</dl>'
-
-
-def _tile(count: int, label: str, status: str | None) -> str:
-    classes = ["tile"]
-    if status is not None:
-        classes.append(f"s-{status}")
-    if count == 0:
-        classes.append("zero")
-    return (
-        f'<div class="{" ".join(classes)}"><span class="count">{count}</span>'
-        f'<span class="label">{escape(label)}</span></div>'
-    )
-
-
-def _error(status: str, message: str) -> str:
-    return f'<div class="error s-{escape(status)}">{escape(message)}</div>'
 
 
 def _when(document: Document) -> str:
@@ -199,8 +140,8 @@ def _summary(document: Document) -> str:
     if timing is not None:
         facts.append(("wall time", escape(f"{timing['wall_s']:.2f} s for the whole run")))
     facts.append(("quietcore", escape(document["quietcore_version"])))
-    tiles = [_tile(summary["hosts"], "hosts", None)]
-    tiles += [_tile(summary[status], status, status) for status in HOST_STATUSES]
+    tiles = [tile(summary["hosts"], "hosts", None)]
+    tiles += [tile(summary[status], status, status) for status in HOST_STATUSES]
     parts = [
         '<section class="card" id="summary">',
         f"<h1>Audit of {summary['hosts']} host(s) against {escape(profile['name'])}</h1>",
@@ -211,12 +152,15 @@ def _summary(document: Document) -> str:
     if jitter is not None:
         counts = jitter["summary"]
         jitter_tiles = [
-            _tile(counts[status], f"jitter {status}", status)
+            tile(counts[status], f"jitter {status}", status)
             for status in JITTER_STATUSES
             if counts[status] or status in ("pass", "fail")
         ]
         parts.append(f'<div class="tiles">{"".join(jitter_tiles)}</div>')
-    parts += [f"<h3>Profile</h3>{_facts(facts)}", _overview(document), "</section>"]
+    against = document.get("against")
+    if against is not None:
+        parts.append(against_summary(against))
+    parts += [f"<h3>Profile</h3>{fact_list(facts)}", _overview(document), "</section>"]
     return "".join(parts)
 
 
@@ -224,29 +168,38 @@ def _jitter_status(document: Document) -> dict[str, str]:
     return {host["host"]: host["status"] for host in jitter_hosts(document)}
 
 
+def _against_status(document: Document) -> dict[str, str]:
+    against = document.get("against")
+    return {} if against is None else {host["host"]: host["status"] for host in against["hosts"]}
+
+
 def _overview(document: Document) -> str:
     jitter = _jitter_status(document)
+    against = _against_status(document)
     headers = ["host", "status"]
     if jitter:
         headers.append("jitter")
+    if against:
+        headers.append("baseline")
     headers += [*SETTING_ORDER, "read in"]
     rows = []
     for index, host in _ordered(document["hosts"]):
         row = [
             f'<td><a href="#host-{index}">{escape(host["host"])}</a></td>',
-            f"<td>{_badge(host['status'])}</td>",
+            f"<td>{badge(host['status'])}</td>",
         ]
-        if jitter:
-            status = jitter.get(host["host"])
-            row.append(f"<td>{NONE if status is None else _badge(status)}</td>")
+        for statuses in (jitter, against):
+            if statuses:
+                status = statuses.get(host["host"])
+                row.append(f"<td>{NONE if status is None else badge(status)}</td>")
         audited = host["status"] not in NOT_AUDITED
         row += [
-            _cell(str(host["summary"][status]) if audited else NONE, "num")
+            cell(str(host["summary"][status]) if audited else NONE, "num")
             for status in SETTING_ORDER
         ]
-        row.append(_cell(f"{host['elapsed_s']:.2f} s", "num"))
+        row.append(cell(f"{host['elapsed_s']:.2f} s", "num"))
         rows.append(row)
-    return "<h3>Hosts</h3>" + _table(headers, rows, numeric=len(SETTING_ORDER) + 1)
+    return "<h3>Hosts</h3>" + table(headers, rows, numeric=len(SETTING_ORDER) + 1)
 
 
 def _ordered(hosts: Sequence[Mapping[str, Any]]) -> list[tuple[int, Mapping[str, Any]]]:
@@ -298,14 +251,14 @@ def _drift_table(settings: Sequence[Mapping[str, Any]]) -> str:
             _key(setting),
             _desired(setting),
             _actual(setting),
-            f"<td>{_badge(setting['status'])}</td>",
+            f"<td>{badge(setting['status'])}</td>",
             f'<td class="value"><code>{escape(setting["field"])}</code>'
             f'<span class="reason">{escape(setting["source"])}</span></td>',
         ]
         for setting in settings
     ]
     headers = ["key", "desired", "actual", "status", "declared by"]
-    return _table(headers, rows, widths=(28, 14, 22, 9, 27))
+    return table(headers, rows, widths=(28, 14, 22, 9, 27))
 
 
 def _other_settings(settings: Sequence[Mapping[str, Any]], what: str) -> str:
@@ -317,13 +270,13 @@ def _other_settings(settings: Sequence[Mapping[str, Any]], what: str) -> str:
             _key(setting),
             _desired(setting),
             _actual(setting),
-            f"<td>{_badge(setting['status'])}</td>",
+            f"<td>{badge(setting['status'])}</td>",
         ]
         for setting in sorted(settings, key=lambda setting: SETTING_ORDER.index(setting["status"]))
     ]
     return (
         f"<details><summary>{escape(what)}: {escape(tally)}</summary>"
-        f"{_table(['key', 'desired', 'actual', 'status'], rows, widths=(36, 22, 31, 11))}</details>"
+        f"{table(['key', 'desired', 'actual', 'status'], rows, widths=(36, 22, 31, 11))}</details>"
     )
 
 
@@ -352,15 +305,19 @@ def _host_section(
     host: Mapping[str, Any],
     jitter: Mapping[str, Any] | None,
     measured: HostJitter | None,
+    against: tuple[Mapping[str, Any], Mapping[str, Any]] | None,
 ) -> str:
+    """``against``: the document's ``against`` block and this host's entry in it."""
     status = host["status"]
     parts = [
         f'<section class="card host host-{escape(status)}" id="host-{index}">',
-        f"<h2>{escape(host['host'])} {_badge(status)}</h2>",
+        f"<h2>{escape(host['host'])} {badge(status)}</h2>",
         _host_meta(host),
     ]
     if host["error"]:
-        parts.append(_error(status, host["error"]))
+        parts.append(error_box(status, host["error"]))
+    if against is not None:
+        parts.append(against_host(*against))
     parts.append(_settings(host))
     if jitter is not None:
         parts.append(_jitter_section(jitter, measured, host["error"]))
@@ -379,23 +336,23 @@ def _verdict(cpu: Mapping[str, Any]) -> str:
     if cpu["gate"] is None:
         return NONE
     if cpu["gate"]["ok"]:
-        return _badge("pass")
+        return badge("pass")
     broken = "".join(f'<span class="reason">{escape(rule)}</span>' for rule in failed_rules(cpu))
-    return _badge("fail") + broken
+    return badge("fail") + broken
 
 
 def _cpu_row(cpu: Mapping[str, Any]) -> list[str]:
     events = cpu["events"]
     return [
-        _cell(str(cpu["cpu"])),
+        cell(str(cpu["cpu"])),
         f"<td>{_verdict(cpu)}</td>",
-        _cell(str(events["count"]), "num"),
-        _cell(f"{events['rate_per_s']:.1f}", "num"),
-        _cell(_us(events["p50_us"]), "num"),
-        _cell(_us(events["p99_us"]), "num"),
-        _cell(_us(events["p99_9_us"]), "num"),
-        _cell(_us(events["max_us"]), "num"),
-        _cell(f"{events['interrupted_pct']:.3f}", "num"),
+        cell(str(events["count"]), "num"),
+        cell(f"{events['rate_per_s']:.1f}", "num"),
+        cell(_us(events["p50_us"]), "num"),
+        cell(_us(events["p99_us"]), "num"),
+        cell(_us(events["p99_9_us"]), "num"),
+        cell(_us(events["max_us"]), "num"),
+        cell(f"{events['interrupted_pct']:.3f}", "num"),
     ]
 
 
@@ -419,10 +376,10 @@ def _jitter_section(
 ) -> str:
     """``host_error``: what the audit already said about the host, not repeated here."""
     settings = jitter["settings"]
-    heading = f"<h3>Jitter {_badge(jitter['status'])}</h3>"
+    heading = f"<h3>Jitter {badge(jitter['status'])}</h3>"
     if jitter["error"]:
         same = jitter["error"] == host_error
-        return heading if same else heading + _error(jitter["status"], jitter["error"])
+        return heading if same else heading + error_box(jitter["status"], jitter["error"])
     about = [
         f"backend {jitter['backend'] or 'none'}",
         f"{span(settings['duration_s'] * 1e9)} per CPU",
@@ -435,7 +392,7 @@ def _jitter_section(
     parts += [f'<p class="note">{escape(note)}</p>' for note in jitter["notes"]]
     if jitter["cpus"]:
         rows = [_cpu_row(cpu) for cpu in sorted(jitter["cpus"], key=lambda cpu: cpu["cpu"])]
-        parts.append(_table(JITTER_HEADERS, rows, numeric=len(JITTER_HEADERS) - 2))
+        parts.append(table(JITTER_HEADERS, rows, numeric=len(JITTER_HEADERS) - 2))
     if measured is not None:
         parts.append(_plots(measured))
     return "".join(parts)
@@ -452,9 +409,17 @@ def html_report(document: Document) -> str:
         if "jitter" in document
         else {}
     )
+    against: Mapping[str, Any] | None = document.get("against")
+    against_by_host = (
+        {} if against is None else {entry["host"]: (against, entry) for entry in against["hosts"]}
+    )
     sections = [
         _host_section(
-            index, host, jitter_by_host.get(host["host"]), measured_by_host.get(host["host"])
+            index,
+            host,
+            jitter_by_host.get(host["host"]),
+            measured_by_host.get(host["host"]),
+            against_by_host.get(host["host"]),
         )
         for index, host in _ordered(document["hosts"])
     ]

@@ -4,7 +4,8 @@ One ``<testsuite>`` per host, one ``<testcase>`` per setting: drift and missing 
 unsupported and immovable are skipped (nothing to judge), ok passes. A host that could not be
 read errors in a single case named ``reach``; a host that refused the profile in one named
 ``profile``. With jitter, every probed CPU is one more case, ``jitter/cpuN``, failing with the
-accept rules it broke. Pure.
+accept rules it broke; with ``verify --against NAME``, one case per host, ``baseline/NAME``,
+fails with every reason the host fails the baseline. Pure.
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ def _jitter_cases(suite: ET.Element, jitter_host: Mapping[str, Any]) -> None:
             _outcome(case, "failure", "jitter", "; ".join(broken))
 
 
+def _against_case(suite: ET.Element, baseline: str, entry: Mapping[str, Any]) -> None:
+    """``baseline/NAME``: fails with every reason the host fails the baseline."""
+    case = _case(suite, entry["host"], f"baseline/{_clean(baseline)}")
+    if entry["failures"]:
+        _outcome(case, "failure", "baseline", "; ".join(entry["failures"]))
+    elif entry["status"] == "not_compared":
+        _outcome(case, "skipped", "not_compared", "; ".join(entry["notes"]))
+
+
 def _count(cases: list[ET.Element], tag: str) -> int:
     return sum(1 for case in cases if case.find(tag) is not None)
 
@@ -73,7 +83,10 @@ def _seconds(value: float) -> str:
 
 
 def _suite(
-    document: Document, host: Mapping[str, Any], jitter_host: Mapping[str, Any] | None
+    document: Document,
+    host: Mapping[str, Any],
+    jitter_host: Mapping[str, Any] | None,
+    against: Mapping[str, Any] | None,
 ) -> ET.Element:
     name = _clean(host["host"])
     suite = ET.Element("testsuite", name=name, timestamp=document["generated_at"], hostname=name)
@@ -92,6 +105,8 @@ def _suite(
         _setting_case(suite, host["host"], setting)
     if jitter_host is not None:
         _jitter_cases(suite, jitter_host)
+    if against is not None:
+        _against_case(suite, document["against"]["baseline"], against)
     cases = suite.findall("testcase")
     suite.set("tests", str(len(cases)))
     for tag, attribute in (("failure", "failures"), ("error", "errors"), ("skipped", "skipped")):
@@ -102,9 +117,11 @@ def _suite(
 
 def junit_xml(document: Document) -> str:
     jitter_by_host = {host["host"]: host for host in jitter_hosts(document)}
+    against = {entry["host"]: entry for entry in document.get("against", {}).get("hosts", ())}
     suites = ET.Element("testsuites", name=SUITES_NAME)
     for host in document["hosts"]:
-        suites.append(_suite(document, host, jitter_by_host.get(host["host"])))
+        name = host["host"]
+        suites.append(_suite(document, host, jitter_by_host.get(name), against.get(name)))
     for attribute in ("tests", "failures", "errors"):
         suites.set(attribute, str(sum(int(suite.get(attribute, "0")) for suite in suites)))
     timing = document.get("timing")

@@ -86,6 +86,17 @@ def _jitter(document: Document) -> list[_Sample]:
     ]
 
 
+def _against(document: Document) -> list[_Sample]:
+    return [
+        _Sample(
+            {"host": entry["host"], "baseline": document["against"]["baseline"]},
+            len(entry["failures"]),
+        )
+        for entry in document["against"]["hosts"]
+        if entry["status"] != "not_compared"
+    ]
+
+
 def prometheus_textfile(document: Document) -> str:
     lines = [
         *_metric(
@@ -106,6 +117,13 @@ def prometheus_textfile(document: Document) -> str:
             "Durations of the gaps above the probe threshold, by quantile (1 is the longest); "
             "absent when no gap exceeded the threshold.",
             _jitter(document),
+        )
+    if "against" in document:
+        lines += _metric(
+            "quietcore_baseline_failures",
+            "With verify --against: how many reasons the host fails the baseline (new drift, "
+            "a newly broken accept rule, a regressed percentile); 0 is as good as the baseline.",
+            _against(document),
         )
     lines += _metric(
         "quietcore_last_verify_timestamp_seconds",

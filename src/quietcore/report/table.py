@@ -70,11 +70,19 @@ def fleet_summary(audits: Sequence[HostAudit]) -> Text:
     return Text.assemble(f"{len(audits)} host(s): ", Text(", ").join(parts))
 
 
-def show_audits(audits: Sequence[HostAudit], problems_only: bool, output: Path | None) -> None:
-    """Every host's table and the fleet's summary, on the terminal or as plain text in
-    ``output``."""
-    renderables = [host_table(audit, problems_only=problems_only) for audit in audits]
+def show_audits(
+    audits: Sequence[HostAudit],
+    problems_only: bool,
+    output: Path | None,
+    extra: Sequence[RenderableType] = (),
+) -> None:
+    """Every host's table and the fleet's summary (then ``extra``), on the terminal or as plain
+    text in ``output``."""
+    renderables: list[RenderableType] = [
+        host_table(audit, problems_only=problems_only) for audit in audits
+    ]
     renderables.append(fleet_summary(audits))
+    renderables += extra
     if output is None:
         for renderable in renderables:
             console.show(renderable)
