@@ -11,10 +11,10 @@ words survive ``$(...)`` word splitting as well as JSON.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from quietcore.facts import merge_reads
+from quietcore.knobs.hugepages import MEMINFO, MOUNTS, default_size_kib, hugetlbfs_mounts
 from quietcore.placement import place
 from quietcore.profile.cpuplan import plan_cpus
 from quietcore.profile.cpuset import format_cpulist
@@ -24,12 +24,10 @@ from quietcore.profile.schema import Workload, limit_bytes, size_kib
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import TOPOLOGY_READS, Topology
 
-MOUNTS = "/proc/mounts"
 READS = merge_reads([TOPOLOGY_READS, ReadSpec(files=(MOUNTS,))])
 HUGEPAGES_IN_CONTAINER = "/dev/hugepages"
 # A mount point that can stand in a --mount value: no ',' or '=' (its separators), no space.
 _MOUNT_POINT = re.compile(r"^/[A-Za-z0-9_./-]*$")
-_PAGESIZE = re.compile(r"^([0-9]+)([KMG])$")
 _UNITS = (("t", 1024**4), ("g", 1024**3), ("m", 1024**2), ("k", 1024))
 
 
@@ -61,38 +59,6 @@ def memory_flag(size: int) -> str:
     return str(size)
 
 
-def _unescape(field: str) -> str:
-    """/proc/mounts writes space, tab, newline and backslash as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
-
-
-def hugetlbfs_mounts(lines: Iterable[str], default_kib: int | None) -> dict[int, list[str]]:
-    """Page size (KiB) -> mount points of hugetlbfs, in /proc/mounts order. A mount without
-    ``pagesize=`` serves the default hugepage size."""
-    mounts: dict[int, list[str]] = {}
-    for line in lines:
-        words = line.split()
-        if len(words) < 4 or words[2] != "hugetlbfs":
-            continue
-        kib = default_kib
-        for option in words[3].split(","):
-            name, _, value = option.partition("=")
-            match = _PAGESIZE.match(value)
-            if name == "pagesize" and match:
-                kib = size_kib(f"{match.group(1)}{match.group(2)}")
-        if kib is not None:
-            mounts.setdefault(kib, []).append(_unescape(words[1]))
-    return mounts
-
-
-def default_hugepage_kib(readings: Readings) -> int | None:
-    for line in readings.lines("/proc/meminfo") or ():
-        name, _, value = line.partition(":")
-        if name == "Hugepagesize" and value.split()[:1]:
-            return int(value.split()[0])
-    return None
-
-
 def _hugepage_mount(workload: Workload, field: str, readings: Readings, topology: Topology) -> str:
     assert workload.hugepages is not None
     kib = size_kib(workload.hugepages)
@@ -102,7 +68,9 @@ def _hugepage_mount(workload: Workload, field: str, readings: Readings, topology
             f"{field}.hugepages",
             f"this host does not offer {workload.hugepages} hugepages (it offers {offered})",
         )
-    mounts = hugetlbfs_mounts(readings.lines(MOUNTS) or (), default_hugepage_kib(readings))
+    mounts = hugetlbfs_mounts(
+        readings.lines(MOUNTS) or (), default_size_kib(readings.lines(MEMINFO) or ())
+    )
     usable = [path for path in mounts.get(kib, []) if _MOUNT_POINT.match(path)]
     if not usable:
         raise ResolveError(

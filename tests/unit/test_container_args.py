@@ -10,11 +10,8 @@ from pathlib import Path
 import pytest
 from tests.conftest import run_cli
 
-from quietcore.container_args import (
-    container_placement,
-    hugetlbfs_mounts,
-    memory_flag,
-)
+from quietcore.container_args import container_placement, memory_flag
+from quietcore.knobs.hugepages import hugetlbfs_mounts
 from quietcore.profile.errors import ResolveError
 from quietcore.profile.load import load_profile
 from quietcore.readings import Readings, parse_bundle_output

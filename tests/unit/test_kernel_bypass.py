@@ -18,8 +18,9 @@ from tests.unit.knob_hosts import verdicts
 from quietcore.converge.plan import plan_apply
 from quietcore.converge.shell import PRELUDE, step_line
 from quietcore.knobs.base import Setting
-from quietcore.knobs.bypass import BypassKnob, hugetlbfs_mounts
+from quietcore.knobs.bypass import BypassKnob
 from quietcore.knobs.cmdline import GRUB_DROP_IN, CmdlineKnob
+from quietcore.knobs.hugepages import hugetlbfs_mounts
 from quietcore.knobs.iommu import IommuKnob
 from quietcore.knobs.node_check import Unchecked
 from quietcore.knobs.vfio import MODULES_LOAD, VfioKnob
@@ -173,16 +174,14 @@ def test_a_host_without_iommu_hardware_is_unsupported_not_drift() -> None:
 
 def test_a_hugetlbfs_mount_shows_its_page_size() -> None:
     readings, _ = host(READY)
-    assert list(hugetlbfs_mounts(readings.lines("/proc/mounts") or (), None)) == [
-        ("/dev/hugepages", 1048576)
-    ]
+    assert hugetlbfs_mounts(readings.lines("/proc/mounts") or (), None) == {
+        1048576: ["/dev/hugepages"]
+    }
     untuned, _ = host(UNTUNED)
-    assert list(hugetlbfs_mounts(untuned.lines("/proc/mounts") or (), None)) == [
-        ("/dev/hugepages", 2048)
-    ]
+    assert hugetlbfs_mounts(untuned.lines("/proc/mounts") or (), None) == {2048: ["/dev/hugepages"]}
     # Without pagesize= a mount has the default size.
     line = "hugetlbfs /mnt/huge hugetlbfs rw,relatime 0 0"
-    assert list(hugetlbfs_mounts([line], 2048)) == [("/mnt/huge", 2048)]
+    assert hugetlbfs_mounts([line], 2048) == {2048: ["/mnt/huge"]}
 
 
 # --- Locality ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ Keys (effects: other families and the boot produce them, nothing here sets anyth
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from quietcore.knobs.base import KnobFamily, Observation, ResolveContext, Setting
 from quietcore.knobs.bypass_resolve import (
@@ -26,14 +26,12 @@ from quietcore.knobs.bypass_resolve import (
     nodes_of,
     poll_cpus,
 )
-from quietcore.knobs.cmdline import memparse
-from quietcore.knobs.hugepages import MEMINFO, default_size_kib
+from quietcore.knobs.hugepages import MEMINFO, MOUNTS, default_size_kib, hugetlbfs_mounts
 from quietcore.profile.cpuset import CpuSetError, format_cpulist, parse_cpulist
 from quietcore.profile.schema import Profile, size_kib
 from quietcore.readings import Readings, ReadSpec
 from quietcore.topology import Topology
 
-MOUNTS = "/proc/mounts"
 FREE_PAGES = "/sys/devices/system/node/node[0-9]*/hugepages/hugepages-*kB/free_hugepages"
 HUGETLBFS_KEY = "bypass/hugetlbfs"
 AT_LEAST = "at least "
@@ -45,22 +43,6 @@ FIELD = "bypass.hugepages"
 
 def free_path(node: int, kib: int) -> str:
     return f"/sys/devices/system/node/node{node}/hugepages/hugepages-{kib}kB/free_hugepages"
-
-
-def hugetlbfs_mounts(mounts: Iterable[str], default_kib: int | None) -> Iterator[tuple[str, int]]:
-    """(mount point, page size in KiB) of every hugetlbfs mount in ``/proc/mounts`` lines; a
-    mount without ``pagesize=`` has the default hugepage size."""
-    for line in mounts:
-        words = line.split()
-        if len(words) < 4 or words[2] != "hugetlbfs":
-            continue
-        options = dict(option.partition("=")[::2] for option in words[3].split(","))
-        try:
-            kib = memparse(options["pagesize"]) // 1024 if "pagesize" in options else default_kib
-        except ValueError:
-            continue
-        if kib is not None:
-            yield words[1], kib
 
 
 class BypassKnob(KnobFamily):
@@ -109,16 +91,18 @@ class BypassKnob(KnobFamily):
 
     def _mount(self, setting: Setting, readings: Readings) -> Observation:
         default_kib = default_size_kib(readings.lines(MEMINFO) or ())
-        mounts = list(hugetlbfs_mounts(readings.lines(MOUNTS) or (), default_kib))
-        for point, kib in mounts:
+        mounts = hugetlbfs_mounts(readings.lines(MOUNTS) or (), default_kib)
+        for kib, points in mounts.items():
             if format_size_kib(kib) == setting.desired:
-                return Observation(setting.desired, reason=f"mounted at {point}")
-        sizes = sorted({format_size_kib(kib) for _, kib in mounts})
-        points = ", ".join(f"{point} ({format_size_kib(kib)})" for point, kib in mounts)
+                return Observation(setting.desired, reason=f"mounted at {points[0]}")
+        sizes = sorted(format_size_kib(kib) for kib in mounts)
+        mounted = ", ".join(
+            f"{point} ({format_size_kib(kib)})" for kib, each in mounts.items() for point in each
+        )
         return Observation(
             ",".join(sizes) or NONE,
             reason=f"no hugetlbfs mount with pagesize={setting.desired}"
-            + (f"; mounted: {points}" if points else ""),
+            + (f"; mounted: {mounted}" if mounted else ""),
         )
 
     def _locality(self, setting: Setting, topology: Topology) -> Observation:

@@ -39,6 +39,8 @@ DEFAULT_SIZE_KEY = "hugepages/default_size"
 _POOL_KEY = re.compile(r"^hugepages/(?:node(\d+)/)?(\d+)kB$")
 _POOL_SIZE = re.compile(r"/hugepages-(\d+)kB/")
 _MEMINFO_DEFAULT = re.compile(r"^Hugepagesize:\s*(\d+)\s*kB$")
+_PAGESIZE = re.compile(r"^([0-9]+)([KMG])$")
+MOUNTS = "/proc/mounts"
 
 
 def host_pool_path(kib: int) -> str:
@@ -60,6 +62,30 @@ def default_size_kib(meminfo: Iterable[str]) -> int | None:
         if match:
             return int(match.group(1))
     return None
+
+
+def _unescape(field: str) -> str:
+    """/proc/mounts writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda match: chr(int(match.group(1), 8)), field)
+
+
+def hugetlbfs_mounts(lines: Iterable[str], default_kib: int | None) -> dict[int, list[str]]:
+    """Page size (KiB) -> mount points of hugetlbfs, in ``/proc/mounts`` order. A mount
+    without ``pagesize=`` serves the default hugepage size."""
+    mounts: dict[int, list[str]] = {}
+    for line in lines:
+        words = line.split()
+        if len(words) < 4 or words[2] != "hugetlbfs":
+            continue
+        kib = default_kib
+        for option in words[3].split(","):
+            name, _, value = option.partition("=")
+            match = _PAGESIZE.match(value)
+            if name == "pagesize" and match:
+                kib = size_kib(f"{match.group(1)}{match.group(2)}")
+        if kib is not None:
+            mounts.setdefault(kib, []).append(_unescape(words[1]))
+    return mounts
 
 
 def offered_sizes_kib(readings: Readings) -> list[int]:
